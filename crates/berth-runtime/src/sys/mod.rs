@@ -1,2 +1,5 @@
 //! The only place with `unsafe` code: thin wrappers over raw system calls. Each area owns one
 //! file. Every `unsafe` block carries a `// SAFETY:` comment naming the invariant it relies on.
+
+pub(crate) mod process;
+pub(crate) mod socket;

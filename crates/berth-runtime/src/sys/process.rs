@@ -1,0 +1,128 @@
+//! Raw process-level calls the spawn path needs: fork, fd hygiene, prctl, controlling tty.
+
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+/// What `fork` returned on this side.
+pub(crate) enum Forked {
+    Parent(Pid),
+    Child,
+}
+
+/// Forks the calling process.
+///
+/// Callers must be single-threaded (checked by [`crate::spawn::ensure_single_threaded`]); the
+/// child then may run ordinary Rust code, allocation included, because no other thread can be
+/// holding a lock at the time of the fork.
+pub(crate) fn fork() -> Result<Forked, Errno> {
+    // SAFETY: the runtime only forks after `ensure_single_threaded` confirmed that this process
+    // has exactly one thread, so no lock (malloc, stdio) can be held by a thread that does not
+    // exist in the child.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// Closes every file descriptor `>= from` except those in `keep`.
+///
+/// Used in a freshly forked child so that no descriptor of the runtime (state directory, lock,
+/// host directories) survives into the container (CVE-2024-21626).
+pub(crate) fn close_fds_from(from: RawFd, keep: &[RawFd]) -> Result<(), Errno> {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd >= from).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut start = from;
+    for fd in keep {
+        if fd > start {
+            close_range(start as u32, (fd - 1) as u32, 0)?;
+        }
+        start = fd + 1;
+    }
+    close_range(start as u32, u32::MAX, 0)
+}
+
+/// Marks every descriptor `>= from` close-on-exec (the preserved ones stay below `from`).
+pub(crate) fn cloexec_from(from: RawFd) -> Result<(), Errno> {
+    close_range(from as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
+}
+
+fn close_range(first: u32, last: u32, flags: libc::c_uint) -> Result<(), Errno> {
+    // SAFETY: close_range(2) only closes or flags descriptors of this process; callers
+    // choose ranges that contain no descriptor any Rust object still owns (the kept ones are
+    // excluded), so no `OwnedFd` is left pointing at a closed number.
+    let res = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
+    Errno::result(res).map(drop)
+}
+
+/// `prctl(PR_SET_DUMPABLE, 0)`: hides `/proc/PID/exe`, `/proc/PID/fd` and ptrace of this
+/// process from anything without CAP_SYS_PTRACE over it (CVE-2016-9962, CVE-2019-5736).
+pub(crate) fn set_non_dumpable() -> Result<(), Errno> {
+    // SAFETY: PR_SET_DUMPABLE takes an integer argument and touches no memory of ours.
+    let res = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    Errno::result(res).map(drop)
+}
+
+/// `prctl(PR_SET_PDEATHSIG, sig)`.
+pub(crate) fn set_parent_death_signal(sig: i32) -> Result<(), Errno> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory of ours.
+    let res = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
+    Errno::result(res).map(drop)
+}
+
+/// `prctl(PR_SET_CHILD_SUBREAPER, 1)`: orphaned descendants (the container's init, once the
+/// intermediate process exits) are reparented to us so that `run` can wait for them.
+pub(crate) fn set_child_subreaper() -> Result<(), Errno> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer argument and touches no memory of ours.
+    let res = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    Errno::result(res).map(drop)
+}
+
+/// Makes `fd` (a terminal) the controlling terminal of this session.
+pub(crate) fn set_controlling_tty(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: TIOCSCTTY takes an integer argument; the descriptor is borrowed and open.
+    let res = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    Errno::result(res).map(drop)
+}
+
+/// Sets the window size of the terminal `fd`.
+pub(crate) fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), Errno> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a `winsize` through the pointer, which points at a live local.
+    let res = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    Errno::result(res).map(drop)
+}
+
+/// Reads the window size of the terminal `fd`.
+pub(crate) fn window_size(fd: BorrowedFd<'_>) -> Result<(u16, u16), Errno> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a `winsize` through the pointer, which points at a live local.
+    let res = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    Errno::result(res).map(|_| (ws.ws_row, ws.ws_col))
+}
+
+/// `sethostname`/`setdomainname` for the UTS namespace.
+pub(crate) fn set_domainname(name: &str) -> Result<(), Errno> {
+    // SAFETY: the pointer and length describe the bytes of `name`, alive for the call.
+    let res = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    Errno::result(res).map(drop)
+}
+
+/// Number of threads of the calling process.
+pub(crate) fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(1)
+}
