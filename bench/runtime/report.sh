@@ -1,0 +1,84 @@
+#!/bin/sh
+# report.sh - print the markdown table of one run.sh result directory.
+#
+# Usage: bench/runtime/report.sh OUT_DIR
+# Cells: hyperfine's median wall time, and in parentheses the mean CPU time (user+sys) of the
+# runtime and everything it waited for. Ratios are of medians (CPU ratio in parentheses), each
+# runtime against crun, the fastest peer. A "-" is a row or runtime that failed or was skipped.
+set -eu
+out=${1:?usage: report.sh OUT_DIR}
+meta() { awk -F '\t' -v k="$1" '$1 == k { print $2 }' "$out/meta.tsv"; }
+rts=$(meta runtimes | tr , ' ')
+others=""
+for rt in $rts; do [ "$rt" = crun ] || others="$others $rt"; done
+
+# fmt SECONDS -> "12.3 ms" or "1.23 s"
+fmt='def t: if . >= 1 then "\(. * 100 | round / 100) s" else "\(. * 10000 | round / 10) ms" end;'
+
+echo "| operation | $(echo $rts | sed 's/ / | /g') |$(for o in $others; do printf ' %s/crun |' "$o"; done) runs, load (1 min) |"
+echo "| --- |$(for _ in $rts $others; do printf ' ---: |'; done) --- |"
+
+hrow() { # ROW LABEL
+	row=$1 label=$2 f="$out/$1.json"
+	[ -f "$f" ] || { echo "| $label |$(for _ in $rts $others; do printf ' - |'; done) not run or failed |"; return 0; }
+	line="| $label |"
+	for rt in $rts; do
+		line="$line $(jq -r --arg rt "$rt" "$fmt"'
+			[.results[] | select(.parameters.rt == $rt)][0]
+			| if . == null then "-" else "\(.median | t) (\(.user + .system | t))" end' "$f") |"
+	done
+	for rt in $others; do
+		line="$line $(jq -r --arg rt "$rt" '
+			def r($rt): [.results[] | select(.parameters.rt == $rt)][0];
+			r($rt) as $a | r("crun") as $c
+			| if $a == null or $c == null then "-"
+			  else "\($a.median / $c.median * 100 | round / 100)× (\(($a.user + $a.system) / ($c.user + $c.system) * 100 | round / 100)×)"
+			  end' "$f") |"
+	done
+	runs=$(jq '.results[0].times | length' "$f")
+	echo "$line n=$runs, $(head -n 1 "$out/$row.load" | cut -d' ' -f1)→$(tail -n 1 "$out/$row.load" | cut -d' ' -f1) |"
+}
+
+tsvrow() { # FILE LABEL COLUMN UNIT-FILTER(awk)
+	f="$out/$1" label=$2 col=$3 conv=$4
+	[ -f "$f" ] || { echo "| $label |$(for _ in $rts $others; do printf ' - |'; done) not run or failed |"; return 0; }
+	line="| $label |"
+	for rt in $rts; do
+		v=$(awk -F '\t' -v rt="$rt" -v c="$col" '$1 == rt { print $c }' "$f")
+		line="$line $(echo "${v:--}" | awk "$conv") |"
+	done
+	crun=$(awk -F '\t' -v c="$col" '$1 == "crun" { print $c }' "$f")
+	for rt in $others; do
+		v=$(awk -F '\t' -v rt="$rt" -v c="$col" '$1 == rt { print $c }' "$f")
+		case "$v$crun" in
+		*[!0-9]* | "") r=- ;;
+		*) r="$(awk -v a="$v" -v b="$crun" 'BEGIN { printf "%.2f×", a / b }')" ;;
+		esac
+		line="$line $r |"
+	done
+	echo "$line $5 |"
+}
+
+hrow run '`run` of `/bin/true`'
+hrow cycle '`create` + `start` + `delete -f` (sh wrapper)'
+hrow detach '`run -d` + `delete -f` (sh wrapper)'
+hrow exec '`exec` of `/bin/true` into a running container'
+hrow loop '100 sequential `run`s (sh wrapper)'
+names=$(meta seccomp_names)
+hrow seccomp "\`run\` of \`/bin/true\`, Docker default caps + seccomp (${names:-?} syscall names)"
+kib_to_mib='{ if ($1 ~ /^[0-9]+$/) printf "%.1f MiB", $1 / 1024; else print $1 }'
+tsvrow rss.tsv 'peak RSS of `run` (median; wait4 ru_maxrss)' 3 "$kib_to_mib" "n=$(meta rss_runs)"
+mem_fmt='{ if ($1 ~ /^[0-9]+$/) { if ($1 < 1024) printf "%d KiB", $1; else printf "%g MiB", $1 / 1024 } else print $1 }'
+tsvrow memfloor.tsv 'smallest memory limit `run` passes (all tries)' 2 "$mem_fmt" "$(meta mem_tries) tries per limit, 256 KiB-16 MiB"
+awk -F '\t' 'NF >= 3 && $3 !~ /^yes/ { printf "\nWARNING: %s: memory limit at the floor not confirmed on the host: %s\n", $1, $3 }' \
+	"$out/memfloor.tsv" 2>/dev/null || true
+if [ -f "$out/floor.json" ]; then
+	echo
+	jq -r "$fmt"'.results[0] | "Floor, no runtime: `unshare` (mnt, uts, ipc, net, pid) + `chroot` + `/bin/true`: \(.median | t) median (\(.user + .system | t) CPU)."' "$out/floor.json"
+fi
+echo
+echo "Load average at start/end: $(meta load_start) / $(meta load_end). Peers: $(for rt in $rts; do printf '%s; ' "$(meta "version_$rt")"; done)seccomp profile: $(meta seccomp_profile)."
+if awk -F '\t' '$2 == 256 { found = 1 } END { exit !found }' "$out/memfloor.tsv" 2>/dev/null; then
+	echo
+	echo "256 KiB is the lowest limit tried: a runtime shown there may start under even less."
+fi
