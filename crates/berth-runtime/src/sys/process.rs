@@ -126,3 +126,29 @@ pub(crate) fn thread_count() -> usize {
         .map(|d| d.count())
         .unwrap_or(1)
 }
+
+/// Ends this (forked) process at once, without running atexit handlers or flushing stdio
+/// buffers inherited from the parent.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit(2) never returns and touches no memory of ours; skipping destructors is
+    // the point in a forked child.
+    unsafe { libc::_exit(code) }
+}
+
+/// Opens the peer (slave) of the pty master `master` without resolving any path
+/// (`TIOCGPTPEER`, Linux 4.13), so a symlinked `/dev/pts/N` cannot redirect it (CVE-2025-52565).
+pub(crate) fn open_pty_peer(master: BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: TIOCGPTPEER takes open flags as an integer and returns a new descriptor; the
+    // master descriptor is borrowed and open for the duration of the call.
+    let fd = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    let fd = Errno::result(fd)?;
+    // SAFETY: the ioctl returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}

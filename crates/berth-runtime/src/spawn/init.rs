@@ -1,0 +1,532 @@
+//! The code the forked processes run: the *intermediate* (joins and creates namespaces, forks
+//! the init) and the *init* (or the `exec`'d process), up to `execve`.
+//!
+//! Both report failures to the parent as a structured [`InitError`] over the sync socket and
+//! exit; neither ever returns into the caller's code.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Uid};
+
+use super::channel::{Channel, Msg};
+use super::plan::{Role, SpawnPlan};
+use super::{InitError, InitStep};
+use crate::hooks::{self, HookKind};
+use crate::procfs::ProcFs;
+use crate::sys::process as sys;
+
+/// Descriptors handed to the forked processes.
+#[derive(Debug, Default)]
+pub struct ChildIo {
+    /// The connected `--console-socket`, for `terminal: true`.
+    pub console_socket: Option<OwnedFd>,
+    /// An `O_PATH` descriptor of the exec fifo (init only).
+    pub exec_fifo: Option<OwnedFd>,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+type Step<T> = Result<T, InitError>;
+
+fn step<T, E: std::error::Error + 'static>(s: InitStep, r: Result<T, E>) -> Step<T> {
+    r.map_err(|e| InitError::new(s, &e))
+}
+
+fn ctx<T>(s: InitStep, what: String, r: nix::Result<T>) -> Step<T> {
+    r.map_err(|e| InitError {
+        step: s,
+        message: format!("{what}: {}", e.desc()),
+        errno: Some(e as i32),
+    })
+}
+
+/// The intermediate process. Never returns.
+pub fn intermediate(plan: &SpawnPlan, chan: Channel, io: ChildIo) -> ! {
+    match run_intermediate(plan, &chan, io) {
+        Ok(()) => sys::exit_now(0),
+        Err(e) => {
+            let _ = chan.send(&Msg::Error(e));
+            sys::exit_now(1)
+        }
+    }
+}
+
+fn run_intermediate(plan: &SpawnPlan, chan: &Channel, io: ChildIo) -> Step<()> {
+    // 1. Nothing of the runtime's may reach the container: close every inherited descriptor
+    //    above the preserved ones, except what we hand on (CVE-2024-21626).
+    let mut keep = vec![chan.as_raw()];
+    keep.extend(io.console_socket.as_ref().map(|f| f.as_raw_fd()));
+    keep.extend(io.exec_fifo.as_ref().map(|f| f.as_raw_fd()));
+    step(
+        InitStep::CloseFds,
+        sys::close_fds_from(3 + plan.preserve_fds, &keep),
+    )?;
+    // 2. Hide /proc/PID/exe and refuse ptrace from inside the container while this process
+    //    still runs runtime code (CVE-2016-9962, CVE-2019-5736). execve resets it.
+    step(InitStep::CloseFds, sys::set_non_dumpable())?;
+    // If the runtime dies mid-create, so do we.
+    step(
+        InitStep::CloseFds,
+        sys::set_parent_death_signal(libc::SIGKILL),
+    )?;
+    // 3. The parent has put us in the cgroup (children inherit it).
+    step(InitStep::Sync, chan.expect("Go", |m| matches!(m, Msg::Go)))?.map(drop)?;
+
+    // 4. Join namespaces given by path: open them all first (joining the mount namespace
+    //    changes what paths mean), then setns in order, user first.
+    let mut joins = Vec::new();
+    for ns in &plan.namespaces {
+        if let Some(path) = &ns.path {
+            let fd = ctx(
+                InitStep::JoinNamespace,
+                format!(
+                    "opening {} namespace {}",
+                    ns.kind.proc_name(),
+                    path.display()
+                ),
+                open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()),
+            )?;
+            joins.push((ns, fd));
+        }
+    }
+    for (ns, fd) in &joins {
+        // Joining the namespace we are already in is refused for user namespaces (EINVAL);
+        // skip it, as it changes nothing.
+        if same_namespace(fd, ns.kind.proc_name()) {
+            continue;
+        }
+        ctx(
+            InitStep::JoinNamespace,
+            format!(
+                "joining {} namespace {}",
+                ns.kind.proc_name(),
+                ns.path.as_deref().unwrap_or(Path::new("")).display()
+            ),
+            setns(fd, CloneFlags::from_bits_retain(ns.kind.clone_flag())),
+        )?;
+    }
+    drop(joins);
+
+    // 5. A new user namespace first: the parent maps our ids, then we become its root.
+    let new = |k: super::NsKind| {
+        plan.namespaces
+            .iter()
+            .any(|n| n.kind == k && n.path.is_none())
+    };
+    if new(super::NsKind::User) {
+        ctx(
+            InitStep::UnshareUserNamespace,
+            "unshare(CLONE_NEWUSER)".into(),
+            unshare(CloneFlags::CLONE_NEWUSER),
+        )?;
+        chan.send(&Msg::WriteIdMaps {
+            pid: std::process::id() as i32,
+        })
+        .map_err(|e| InitError::new(InitStep::Sync, &e))?;
+        step(
+            InitStep::Sync,
+            chan.expect("IdMapsWritten", |m| matches!(m, Msg::IdMapsWritten)),
+        )?
+        .map(drop)?;
+        ctx(
+            InitStep::BecomeRoot,
+            "setresgid(0, 0, 0)".into(),
+            nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)),
+        )?;
+        ctx(
+            InitStep::BecomeRoot,
+            "setresuid(0, 0, 0)".into(),
+            nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)),
+        )?;
+    }
+
+    // 6. Every other new namespace at once. PID and time namespaces apply to our children,
+    //    which is why the init is forked below.
+    let flags = plan
+        .namespaces
+        .iter()
+        .filter(|n| n.path.is_none() && n.kind != super::NsKind::User)
+        .fold(0, |acc, n| acc | n.kind.clone_flag());
+    if flags != 0 {
+        ctx(
+            InitStep::UnshareNamespaces,
+            format!("unshare({flags:#x})"),
+            unshare(CloneFlags::from_bits_retain(flags)),
+        )?;
+    }
+    if plan.time_offsets.is_some() {
+        chan.send(&Msg::WriteTimeOffsets {
+            pid: std::process::id() as i32,
+        })
+        .map_err(|e| InitError::new(InitStep::Sync, &e))?;
+        step(
+            InitStep::Sync,
+            chan.expect("TimeOffsetsWritten", |m| {
+                matches!(m, Msg::TimeOffsetsWritten)
+            }),
+        )?
+        .map(drop)?;
+    }
+
+    // 7. Fork the process that will exec the container's program.
+    match step(InitStep::Fork, sys::fork())? {
+        sys::Forked::Child => {
+            let code = match run_process(plan, chan, io) {
+                Ok(never) => match never {},
+                Err(e) => {
+                    let _ = chan.send(&Msg::Error(e));
+                    1
+                }
+            };
+            sys::exit_now(code)
+        }
+        sys::Forked::Parent(pid) => {
+            chan.send(&Msg::Pid { pid: pid.as_raw() })
+                .map_err(|e| InitError::new(InitStep::Sync, &e))?;
+            Ok(())
+        }
+    }
+}
+
+fn same_namespace(fd: &OwnedFd, name: &str) -> bool {
+    let theirs = nix::sys::stat::fstat(fd);
+    let ours = nix::sys::stat::stat(format!("/proc/self/ns/{name}").as_str());
+    matches!((theirs, ours), (Ok(a), Ok(b)) if a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+}
+
+/// The container's init, or the `exec`'d process: everything up to `execve`.
+fn run_process(plan: &SpawnPlan, chan: &Channel, io: ChildIo) -> Step<std::convert::Infallible> {
+    // The intermediate exits on purpose: do not die with it.
+    step(InitStep::Setsid, sys::set_parent_death_signal(0))?;
+    step(InitStep::Sync, chan.expect("Go", |m| matches!(m, Msg::Go)))?.map(drop)?;
+    if plan.role == Role::Init || plan.terminal {
+        ctx(InitStep::Setsid, "setsid()".into(), nix::unistd::setsid())?;
+    }
+
+    let mut state_json = String::new();
+    if plan.role == Role::Init {
+        let rootfs = plan
+            .rootfs
+            .as_ref()
+            .expect("init plans carry a rootfs plan");
+        step(InitStep::Rootfs, crate::rootfs::prepare(rootfs))?;
+        chan.send(&Msg::RunCreateRuntimeHooks)
+            .map_err(|e| InitError::new(InitStep::Sync, &e))?;
+        match step(
+            InitStep::Sync,
+            chan.expect("CreateRuntimeHooksDone", |m| {
+                matches!(m, Msg::CreateRuntimeHooksDone { .. })
+            }),
+        )?? {
+            Msg::CreateRuntimeHooksDone { state } => state_json = state,
+            _ => unreachable!("checked by expect"),
+        }
+        step(
+            InitStep::CreateContainerHooks,
+            hooks::run(
+                HookKind::CreateContainer,
+                &plan.create_container_hooks,
+                &state_json,
+            ),
+        )?;
+        step(InitStep::PivotRoot, crate::rootfs::pivot(rootfs))?;
+    }
+
+    if plan.terminal {
+        setup_terminal(plan, io.console_socket)?;
+    } else {
+        drop(io.console_socket);
+    }
+
+    if plan.role == Role::Init {
+        if let Some(name) = &plan.hostname {
+            ctx(
+                InitStep::Hostname,
+                format!("sethostname({name:?})"),
+                nix::unistd::sethostname(name),
+            )?;
+        }
+        if let Some(name) = &plan.domainname {
+            ctx(
+                InitStep::Domainname,
+                format!("setdomainname({name:?})"),
+                sys::set_domainname(name),
+            )?;
+        }
+        if !plan.sysctl.is_empty() {
+            let proc = step(InitStep::Sysctl, ProcFs::host())?;
+            for (key, value) in &plan.sysctl {
+                step(InitStep::Sysctl, proc.write(key, value))?;
+            }
+        }
+        // runc creates a missing working directory.
+        if !plan.cwd.exists() {
+            let _ = std::fs::create_dir_all(&plan.cwd);
+        }
+        let rootfs = plan
+            .rootfs
+            .as_ref()
+            .expect("init plans carry a rootfs plan");
+        step(InitStep::FinalizeRootfs, crate::rootfs::finalize(rootfs))?;
+    }
+
+    for r in &plan.rlimits {
+        let res = nix::sys::resource::setrlimit(
+            // The resource numbers come from libc constants in the plan.
+            rlimit_resource(r.resource),
+            r.soft,
+            r.hard,
+        );
+        res.map_err(|e| {
+            let hint = if e == nix::errno::Errno::EPERM {
+                " (raising a hard limit above the runtime's own needs CAP_SYS_RESOURCE)"
+            } else {
+                ""
+            };
+            InitError {
+                step: InitStep::Rlimit,
+                message: format!(
+                    "setting process.rlimits {} to soft={} hard={}: {}{hint}",
+                    r.name,
+                    r.soft,
+                    r.hard,
+                    e.desc()
+                ),
+                errno: Some(e as i32),
+            }
+        })?;
+    }
+
+    let exe = find_executable(&plan.args[0], &plan.env)?;
+    let argv: Vec<CString> = plan.args.iter().map(|a| cstring(a)).collect::<Step<_>>()?;
+    let envp: Vec<CString> = plan.env.iter().map(|a| cstring(a)).collect::<Step<_>>()?;
+
+    // Everything above the preserved descriptors is closed by execve.
+    step(InitStep::CloseFds, sys::cloexec_from(3 + plan.preserve_fds))?;
+
+    let notify = step(
+        InitStep::Security,
+        crate::security::finalize(&plan.security),
+    )?;
+    if let Some(fd) = notify {
+        chan.send_with_fd(&Msg::SeccompNotifyFd, Some(fd.as_fd()))
+            .map_err(|e| InitError::new(InitStep::Sync, &e))?;
+    }
+    chan.send(&Msg::Ready)
+        .map_err(|e| InitError::new(InitStep::Sync, &e))?;
+
+    if let Some(fifo) = io.exec_fifo {
+        // Blocks until `start` opens the fifo for reading. The fifo is reopened through our own
+        // fd, so no host path is resolved from inside the container.
+        let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+        let w = report_late(ctx(
+            InitStep::ExecFifo,
+            "opening the exec fifo".into(),
+            open(
+                path.as_str(),
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ),
+        ));
+        report_late(ctx(
+            InitStep::ExecFifo,
+            "writing the exec fifo".into(),
+            nix::unistd::write(&w, b"0"),
+        ));
+        drop(w);
+        drop(fifo);
+        report_late(step(
+            InitStep::StartContainerHooks,
+            hooks::run(
+                HookKind::StartContainer,
+                &plan.start_container_hooks,
+                &state_json,
+            ),
+        ));
+    }
+
+    report_late(ctx(
+        InitStep::Cwd,
+        format!("chdir to process.cwd {}", plan.cwd.display()),
+        nix::unistd::chdir(&plan.cwd),
+    ));
+    // A cwd reached through a leaked descriptor would lie outside our root; the kernel then
+    // reports it as "(unreachable)" (CVE-2024-21626).
+    match nix::unistd::getcwd() {
+        Ok(cwd) if cwd.starts_with("/") => {}
+        _ => report_late::<()>(Err(InitError::msg(
+            InitStep::Cwd,
+            format!(
+                "process.cwd {} is outside the container's root filesystem",
+                plan.cwd.display()
+            ),
+        ))),
+    }
+    let err = nix::unistd::execve(&exe, &argv, &envp).unwrap_err();
+    report_late::<()>(Err(InitError {
+        step: InitStep::Exec,
+        message: format!("executing {}: {}", plan.args[0], err.desc()),
+        errno: Some(err as i32),
+    }));
+    unreachable!("report_late exits on error")
+}
+
+/// After `Ready` nobody listens on the sync socket: report to the container's stderr and exit
+/// with the shell's codes (126: cannot execute, 127: not found).
+fn report_late<T>(r: Step<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "berth-runc: {e}");
+            let code = match e.errno {
+                Some(libc::ENOENT) => 127,
+                _ => 126,
+            };
+            sys::exit_now(code)
+        }
+    }
+}
+
+fn rlimit_resource(r: i32) -> nix::sys::resource::Resource {
+    use nix::sys::resource::Resource::*;
+    let all = [
+        RLIMIT_CPU,
+        RLIMIT_FSIZE,
+        RLIMIT_DATA,
+        RLIMIT_STACK,
+        RLIMIT_CORE,
+        RLIMIT_RSS,
+        RLIMIT_NPROC,
+        RLIMIT_NOFILE,
+        RLIMIT_MEMLOCK,
+        RLIMIT_AS,
+        RLIMIT_LOCKS,
+        RLIMIT_SIGPENDING,
+        RLIMIT_MSGQUEUE,
+        RLIMIT_NICE,
+        RLIMIT_RTPRIO,
+        RLIMIT_RTTIME,
+    ];
+    all.into_iter()
+        .find(|res| *res as i32 == r)
+        .expect("rlimit resources come from the plan's own table")
+}
+
+fn cstring(s: &str) -> Step<CString> {
+    CString::new(s).map_err(|_| {
+        InitError::msg(
+            InitStep::FindExecutable,
+            format!("{s:?} contains a NUL byte"),
+        )
+    })
+}
+
+/// Resolves `arg0` like `execvp` would, against the PATH of the container's environment.
+fn find_executable(arg0: &str, env: &[String]) -> Step<CString> {
+    let not_found = |what: String| InitError {
+        step: InitStep::FindExecutable,
+        message: what,
+        errno: Some(libc::ENOENT),
+    };
+    if arg0.contains('/') {
+        let p = Path::new(arg0);
+        return match std::fs::metadata(p) {
+            Ok(m) if m.is_file() => cstring(arg0),
+            Ok(_) => Err(InitError {
+                step: InitStep::FindExecutable,
+                message: format!("{arg0} is not a regular file"),
+                errno: Some(libc::EACCES),
+            }),
+            Err(_) => Err(not_found(format!("{arg0}: no such file or directory"))),
+        };
+    }
+    let path = env
+        .iter()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = PathBuf::from(dir).join(arg0);
+        if let Ok(m) = std::fs::metadata(&candidate) {
+            use std::os::unix::fs::PermissionsExt;
+            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                return cstring(&candidate.to_string_lossy());
+            }
+        }
+    }
+    Err(not_found(format!(
+        "executable file {arg0:?} not found in $PATH ({path})"
+    )))
+}
+
+fn setup_terminal(plan: &SpawnPlan, console_socket: Option<OwnedFd>) -> Step<()> {
+    let err = |what: &str, e: nix::errno::Errno| InitError {
+        step: InitStep::Console,
+        message: format!("{what}: {}", e.desc()),
+        errno: Some(e as i32),
+    };
+    let socket = console_socket.ok_or_else(|| {
+        InitError::msg(
+            InitStep::Console,
+            "process.terminal is true but no console socket was given (--console-socket)",
+        )
+    })?;
+    // The container's own /dev/ptmx (its devpts instance).
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| err("opening /dev/ptmx", e))?;
+    nix::pty::grantpt(&master).map_err(|e| err("grantpt", e))?;
+    nix::pty::unlockpt(&master).map_err(|e| err("unlockpt", e))?;
+    let slave = sys::open_pty_peer(master.as_fd()).map_err(|e| err("opening the pty peer", e))?;
+    if let Some((rows, cols)) = plan.console_size {
+        sys::set_window_size(slave.as_fd(), rows, cols)
+            .map_err(|e| err("setting the console size", e))?;
+    }
+    crate::sys::socket::send(socket.as_fd(), b"/dev/ptmx", Some(master.as_fd()))
+        .map_err(|e| err("sending the pty master to the console socket", e))?;
+    drop(master);
+    drop(socket);
+    if plan.role == Role::Init {
+        step(
+            InitStep::Console,
+            crate::rootfs::setup_console(slave.as_fd()),
+        )?;
+    }
+    nix::unistd::dup2_stdin(&slave).map_err(|e| err("dup2 stdin", e))?;
+    nix::unistd::dup2_stdout(&slave).map_err(|e| err("dup2 stdout", e))?;
+    nix::unistd::dup2_stderr(&slave).map_err(|e| err("dup2 stderr", e))?;
+    sys::set_controlling_tty(std::io::stdin().as_fd())
+        .map_err(|e| err("making the pty the controlling terminal", e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_executables_in_the_spec_path() {
+        let env = vec!["PATH=/nonexistent:/bin".to_string()];
+        assert_eq!(
+            find_executable("sh", &env).unwrap().to_str().unwrap(),
+            "/bin/sh"
+        );
+        let e = find_executable("no-such-program-here", &env).unwrap_err();
+        assert_eq!(e.errno, Some(libc::ENOENT));
+        assert!(e.message.contains("not found in $PATH"), "{}", e.message);
+    }
+
+    #[test]
+    fn absolute_executables_are_checked() {
+        assert!(find_executable("/bin/sh", &[]).is_ok());
+        assert!(find_executable("/no/such/file", &[]).is_err());
+        assert_eq!(
+            find_executable("/", &[]).unwrap_err().errno,
+            Some(libc::EACCES)
+        );
+    }
+}

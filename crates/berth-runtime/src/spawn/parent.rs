@@ -1,0 +1,227 @@
+//! The parent's side of the spawn handshake: fork the intermediate, place it in the cgroup,
+//! write id maps and time offsets when asked, run the createRuntime hooks, and wait for
+//! `Ready`. On any failure the forked processes are killed before the error is returned.
+
+use std::os::fd::OwnedFd;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use super::channel::{self, ChannelError, Msg};
+use super::init::{self, ChildIo};
+use super::plan::{Role, SpawnPlan};
+use super::{ensure_single_threaded, InitError, MultiThreaded};
+use crate::cgroups::{Cgroup, CgroupError};
+use crate::hooks::HookError;
+use crate::procfs::{ProcFs, ProcfsError};
+use crate::sys::process as sys;
+
+/// The spawned process.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Host pid of the container's init (or the exec'd process).
+    pub pid: i32,
+    /// The seccomp notify descriptor, when the profile uses `SCMP_ACT_NOTIFY`.
+    pub notify_fd: Option<OwnedFd>,
+}
+
+/// Why spawning failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error(transparent)]
+    MultiThreaded(#[from] MultiThreaded),
+    #[error("sync with the container process")]
+    Channel(#[from] ChannelError),
+    #[error("forking the intermediate process")]
+    Fork(#[source] Errno),
+    #[error("joining the cgroup")]
+    Cgroup(#[source] CgroupError),
+    #[error("writing the user namespace id maps of pid {pid}")]
+    IdMaps {
+        pid: i32,
+        #[source]
+        source: ProcfsError,
+    },
+    #[error("writing linux.timeOffsets for pid {pid}")]
+    TimeOffsets {
+        pid: i32,
+        #[source]
+        source: ProcfsError,
+    },
+    #[error("setting process.oomScoreAdj to {value}{hint}")]
+    OomScoreAdj {
+        value: i32,
+        hint: &'static str,
+        #[source]
+        source: ProcfsError,
+    },
+    #[error("hooks")]
+    Hooks(#[source] HookError),
+    #[error("container process failed")]
+    Child(#[source] InitError),
+}
+
+/// Forks the container process described by `plan` and drives the handshake until it is
+/// `Ready`. `create_runtime_hooks` runs the prestart and createRuntime hooks given the init's
+/// pid and returns the state document for the in-container hooks.
+pub fn spawn(
+    plan: &SpawnPlan,
+    io: ChildIo,
+    cgroup: Option<&Cgroup>,
+    create_runtime_hooks: &mut dyn FnMut(i32) -> Result<String, HookError>,
+) -> Result<Spawned, SpawnError> {
+    ensure_single_threaded()?;
+    let (parent_end, child_end) = channel::pair()?;
+    let intermediate = match sys::fork().map_err(SpawnError::Fork)? {
+        sys::Forked::Child => {
+            drop(parent_end);
+            init::intermediate(plan, child_end, io)
+        }
+        sys::Forked::Parent(pid) => pid,
+    };
+    drop(child_end);
+    drop(io);
+
+    let mut guard = KillGuard {
+        intermediate: Some(intermediate),
+        process: None,
+    };
+    let chan = parent_end;
+    let fail = |e: SpawnError| Err(e);
+
+    if let Some(cg) = cgroup {
+        if let Err(e) = cg.add_pid(intermediate.as_raw()) {
+            return fail(SpawnError::Cgroup(e));
+        }
+    }
+    chan.send(&Msg::Go)?;
+
+    let proc = ProcFs::host().map_err(|source| SpawnError::IdMaps {
+        pid: intermediate.as_raw(),
+        source,
+    })?;
+    let pid = loop {
+        let (msg, _) = chan.recv_any("WriteIdMaps, WriteTimeOffsets or Pid")?;
+        match msg {
+            Msg::WriteIdMaps { pid } => {
+                let write = |file: &str, content: &Option<String>| -> Result<(), ProcfsError> {
+                    match content {
+                        Some(c) => proc.write(&format!("{pid}/{file}"), c),
+                        None => Ok(()),
+                    }
+                };
+                write("uid_map", &plan.uid_map)
+                    .and_then(|_| write("gid_map", &plan.gid_map))
+                    .map_err(|source| SpawnError::IdMaps { pid, source })?;
+                chan.send(&Msg::IdMapsWritten)?;
+            }
+            Msg::WriteTimeOffsets { pid } => {
+                if let Some(offsets) = &plan.time_offsets {
+                    proc.write(&format!("{pid}/timens_offsets"), offsets)
+                        .map_err(|source| SpawnError::TimeOffsets { pid, source })?;
+                }
+                chan.send(&Msg::TimeOffsetsWritten)?;
+            }
+            Msg::Pid { pid } => break pid,
+            Msg::Error(e) => return fail(SpawnError::Child(e)),
+            other => {
+                return fail(SpawnError::Channel(ChannelError::Unexpected {
+                    expected: "WriteIdMaps, WriteTimeOffsets or Pid",
+                    got: msg_name(&other),
+                }))
+            }
+        }
+    };
+    guard.process = Some(Pid::from_raw(pid));
+    // The intermediate exits right after reporting the pid.
+    let _ = waitpid(intermediate, None);
+    guard.intermediate = None;
+
+    if let Some(value) = plan.oom_score_adj {
+        proc.write(&format!("{pid}/oom_score_adj"), &value.to_string())
+            .map_err(|source| SpawnError::OomScoreAdj {
+                value,
+                hint: if value < 0 {
+                    " (lowering it needs CAP_SYS_RESOURCE)"
+                } else {
+                    ""
+                },
+                source,
+            })?;
+    }
+    chan.send(&Msg::Go)?;
+
+    if plan.role == Role::Init {
+        match chan.expect("RunCreateRuntimeHooks", |m| {
+            matches!(m, Msg::RunCreateRuntimeHooks)
+        })? {
+            Ok(_) => {}
+            Err(e) => return fail(SpawnError::Child(e)),
+        }
+        let state = create_runtime_hooks(pid).map_err(SpawnError::Hooks)?;
+        chan.send(&Msg::CreateRuntimeHooksDone { state })?;
+    }
+
+    let mut notify_fd = None;
+    loop {
+        let (msg, fd) = chan.recv_any("Ready")?;
+        match msg {
+            Msg::SeccompNotifyFd if fd.is_some() => notify_fd = fd,
+            Msg::Ready => break,
+            Msg::Error(e) => return fail(SpawnError::Child(e)),
+            other => {
+                return fail(SpawnError::Channel(ChannelError::Unexpected {
+                    expected: "Ready",
+                    got: msg_name(&other),
+                }))
+            }
+        }
+    }
+    guard.disarm();
+    Ok(Spawned { pid, notify_fd })
+}
+
+fn msg_name(m: &Msg) -> &'static str {
+    match m {
+        Msg::Go => "Go",
+        Msg::WriteIdMaps { .. } => "WriteIdMaps",
+        Msg::IdMapsWritten => "IdMapsWritten",
+        Msg::WriteTimeOffsets { .. } => "WriteTimeOffsets",
+        Msg::TimeOffsetsWritten => "TimeOffsetsWritten",
+        Msg::Pid { .. } => "Pid",
+        Msg::RunCreateRuntimeHooks => "RunCreateRuntimeHooks",
+        Msg::CreateRuntimeHooksDone { .. } => "CreateRuntimeHooksDone",
+        Msg::SeccompNotifyFd => "SeccompNotifyFd",
+        Msg::Ready => "Ready",
+        Msg::Error(_) => "Error",
+    }
+}
+
+/// Kills the forked processes unless disarmed: a failed spawn leaves no process behind.
+struct KillGuard {
+    intermediate: Option<Pid>,
+    process: Option<Pid>,
+}
+
+impl KillGuard {
+    fn disarm(&mut self) {
+        self.intermediate = None;
+        self.process = None;
+    }
+}
+
+impl Drop for KillGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.process.take() {
+            let _ = kill(p, Signal::SIGKILL);
+            // If we are its subreaper (foreground `run`), reap it; otherwise its parent will.
+            let _ = waitpid(p, Some(nix::sys::wait::WaitPidFlag::__WALL));
+        }
+        if let Some(p) = self.intermediate.take() {
+            let _ = kill(p, Signal::SIGKILL);
+            let _ = waitpid(p, None);
+        }
+    }
+}
