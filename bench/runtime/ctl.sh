@@ -12,6 +12,7 @@
 #   loop           COUNT sequential `run`s
 #   start-sleeper  run -d (stdio on /dev/null so the container holds no pipe of hyperfine's)
 #   delete         delete -f (ignores "does not exist")
+#   noop           nothing: run.sh times it to show what the wrapper itself costs
 set -eu
 mode=$1 rt=$2 root=$3 bundle=$4 id=$5
 case "$mode" in
@@ -37,6 +38,7 @@ start-sleeper)
 delete)
 	"$rt" --root "$root" delete -f "$id" >/dev/null 2>&1 || true
 	;;
+noop) ;;
 *)
 	echo "ctl.sh: unknown mode $mode" >&2
 	exit 2

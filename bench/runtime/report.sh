@@ -25,13 +25,17 @@ hrow() { # ROW LABEL
 	for rt in $rts; do
 		line="$line $(jq -r --arg rt "$rt" "$fmt"'
 			[.results[] | select(.parameters.rt == $rt)][0]
-			| if . == null then "-" else "\(.median | t) (\(.user + .system | t))" end' "$f") |"
+			| if . == null then "-"
+			  elif any(.exit_codes[]; . != 0) then
+			    "failed (\([.exit_codes[] | select(. != 0)] | length)/\(.exit_codes | length) runs, exit \([.exit_codes[] | select(. != 0)][0]))"
+			  else "\(.median | t) (\(.user + .system | t))" end' "$f") |"
 	done
 	for rt in $others; do
 		line="$line $(jq -r --arg rt "$rt" '
 			def r($rt): [.results[] | select(.parameters.rt == $rt)][0];
+			def ok: . != null and all(.exit_codes[]; . == 0);
 			r($rt) as $a | r("crun") as $c
-			| if $a == null or $c == null then "-"
+			| if ($a | ok | not) or ($c | ok | not) then "-"
 			  else "\($a.median / $c.median * 100 | round / 100)× (\(($a.user + $a.system) / ($c.user + $c.system) * 100 | round / 100)×)"
 			  end' "$f") |"
 	done
@@ -44,12 +48,12 @@ tsvrow() { # FILE LABEL COLUMN UNIT-FILTER(awk)
 	[ -f "$f" ] || { echo "| $label |$(for _ in $rts $others; do printf ' - |'; done) not run or failed |"; return 0; }
 	line="| $label |"
 	for rt in $rts; do
-		v=$(awk -F '\t' -v rt="$rt" -v c="$col" '$1 == rt { print $c }' "$f")
+		v=$(awk -F '\t' -v rt="$rt" -v c="$col" '$1 == rt { print ($5 > 0 ? "failed" : $c) }' "$f")
 		line="$line $(echo "${v:--}" | awk "$conv") |"
 	done
 	crun=$(awk -F '\t' -v c="$col" '$1 == "crun" { print $c }' "$f")
 	for rt in $others; do
-		v=$(awk -F '\t' -v rt="$rt" -v c="$col" '$1 == rt { print $c }' "$f")
+		v=$(awk -F '\t' -v rt="$rt" -v c="$col" '$1 == rt { print ($5 > 0 ? "failed" : $c) }' "$f")
 		case "$v$crun" in
 		*[!0-9]* | "") r=- ;;
 		*) r="$(awk -v a="$v" -v b="$crun" 'BEGIN { printf "%.2f×", a / b }')" ;;
@@ -75,6 +79,7 @@ awk -F '\t' 'NF >= 3 && $3 !~ /^yes/ { printf "\nWARNING: %s: memory limit at th
 if [ -f "$out/floor.json" ]; then
 	echo
 	jq -r "$fmt"'.results[0] | "Floor, no runtime: `unshare` (mnt, uts, ipc, net, pid) + `chroot` + `/bin/true`: \(.median | t) median (\(.user + .system | t) CPU)."' "$out/floor.json"
+	jq -r "$fmt"'.results[1] // empty | "The sh wrapper of the (sh wrapper) rows costs \(.median | t) median (\(.user + .system | t) CPU) per sample, in every column."' "$out/floor.json"
 fi
 echo
 echo "Load average at start/end: $(meta load_start) / $(meta load_end). Peers: $(for rt in $rts; do printf '%s; ' "$(meta "version_$rt")"; done)seccomp profile: $(meta seccomp_profile)."

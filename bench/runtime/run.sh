@@ -74,13 +74,17 @@ make_bundle() { # NAME JQ_FILTER [JQ_ARGS...]
 	b="$WORK/b/$name"
 	mkdir -p "$b/rootfs/bin" "$b/rootfs/proc" "$b/rootfs/sys" "$b/rootfs/dev" "$b/rootfs/tmp"
 	ln "$WORK/busybox" "$b/rootfs/bin/busybox"
-	for applet in true sh sleep; do ln -s busybox "$b/rootfs/bin/$applet"; done
+	for applet in true sh sleep hostname; do ln -s busybox "$b/rootfs/bin/$applet"; done
 	jq --arg cg "/berth-bench/$name" "$@" ".linux.cgroupsPath = \$cg | $filter" \
 		"$HERE/config.base.json" >"$b/config.json"
 }
 cp "$BUSYBOX" "$WORK/busybox"
 make_bundle plain '.'
 make_bundle sleep '.process.args = ["/bin/sleep", "1000000"]'
+# The admission check: a runtime is measured only if its `run` really ran the container: the output
+# shows the config's hostname (new UTS namespace, busybox rootfs) and the exit code is the container's.
+# A stub that exits 0 without running anything would otherwise "win" every row.
+make_bundle smoke '.process.args = ["/bin/sh", "-c", "echo smoke-$(hostname); exit 7"]'
 
 # The seccomp row: Docker's default profile. Prefer Berth's own profile file once it exists (another
 # work area writes it); else the copy of moby's default that containers-common (podman) installs.
@@ -105,9 +109,12 @@ for spec in $RUNTIMES; do
 	fi
 	ln -s "$path" "$WORK/bin/$name"
 	mkdir -p "$WORK/state/$name"
-	if ! err=$(timeout 60 "$WORK/bin/$name" --root "$WORK/state/$name" run --bundle "$WORK/b/plain" \
-		"smoke-$name" 2>&1 </dev/null); then
-		echo "SKIPPING $name: \`$name run\` of the /bin/true bundle failed: $(echo "$err" | tail -n 3)" >&2
+	rc=0
+	got=$(timeout 60 "$WORK/bin/$name" --root "$WORK/state/$name" run --bundle "$WORK/b/smoke" \
+		"smoke-$name" 2>&1 </dev/null) || rc=$?
+	if [ "$rc" != 7 ] || [ "$got" != smoke-bench ]; then
+		echo "SKIPPING $name: \`$name run\` of the check bundle (sh -c 'echo smoke-\$(hostname); exit 7')" \
+			"gave exit $rc and output: $(echo "$got" | tail -n 3)" >&2
 		"$HERE/ctl.sh" delete "$WORK/bin/$name" "$WORK/state/$name" - "smoke-$name"
 		rm -f "$WORK/bin/$name"
 		continue
@@ -152,7 +159,9 @@ hf() {
 	shift
 	log "$row (load $(load))"
 	echo "$(load)" >"$OUT/$row.load"
-	if ! hyperfine -N --style basic --export-json "$OUT/$row.json" -L rt "$RT_NAMES" "$@" >&2; then
+	# -i: one runtime failing a row must not cost the others their numbers; report.sh shows a
+	# runtime with any non-zero exit code as failed instead of timing its failures
+	if ! hyperfine -N -i --style basic --export-json "$OUT/$row.json" -L rt "$RT_NAMES" "$@" >&2; then
 		echo "ROW FAILED: $row (see hyperfine output above)" >&2
 		rm -f "$OUT/$row.json"
 	fi
@@ -170,19 +179,23 @@ hf() {
 # peak RSS: GNU time's %M is wait4()'s ru_maxrss, the max over the runtime process and the children it
 # reaped (runc's re-exec'd `runc init`, the container's /bin/true): the memory a `run` costs at its peak.
 rss_row() {
-	local name i
+	local name i fails
 	log "rss (load $(load))"
 	: >"$OUT/rss.tsv"
 	for name in $(echo "$RT_NAMES" | tr , ' '); do
-		i=0
+		i=0 fails=0
 		: >"$WORK/rss.$name"
 		while [ "$i" -lt "$RSS_RUNS" ]; do
-			/usr/bin/time -f %M -a -o "$WORK/rss.$name" \
-				"$WORK/bin/$name" --root "$WORK/state/$name" run --bundle "$WORK/b/plain" "rss-$name"
+			if ! /usr/bin/time -f %M -a -o "$WORK/rss.$name" "$WORK/bin/$name" \
+				--root "$WORK/state/$name" run --bundle "$WORK/b/plain" "rss-$name" </dev/null; then
+				fails=$((fails + 1))
+				"$HERE/ctl.sh" delete "$WORK/bin/$name" "$WORK/state/$name" - "rss-$name"
+			fi
 			i=$((i + 1))
 		done
-		sort -n "$WORK/rss.$name" | awk -v n="$name" '{ v[NR] = $1 }
-			END { printf "%s\t%d\t%d\t%d\n", n, v[1], v[int((NR + 1) / 2)], v[NR] }' >>"$OUT/rss.tsv"
+		# columns: name, min, median, max KiB, failed runs (a failed run's RSS is not a run's RSS)
+		grep -E '^[0-9]+$' "$WORK/rss.$name" | sort -n | awk -v n="$name" -v f="$fails" '{ v[NR] = $1 }
+			END { printf "%s\t%d\t%d\t%d\t%d\n", n, v[1], v[int((NR + 1) / 2)], v[NR], f }' >>"$OUT/rss.tsv"
 	done
 }
 
@@ -272,11 +285,13 @@ for row in $ROWS; do
 	rss) rss_row ;;
 	memfloor) memfloor_row ;;
 	floor)
-		# no runtime: the namespaces of the config (minus cgroups, mounts) + chroot + /bin/true
+		# no runtime: the namespaces of the config (minus cgroups, mounts) + chroot + /bin/true; and the
+		# cost of the ctl.sh wrapper that the multi-step rows pay once per sample
 		log "floor (load $(load))"
 		load >"$OUT/floor.load"
 		hyperfine -N --style basic --export-json "$OUT/floor.json" -w "$WARMUP" -r "$RUNS" \
-			"unshare --mount --uts --ipc --net --pid --fork chroot $WORK/b/plain/rootfs /bin/true" >&2 ||
+			"unshare --mount --uts --ipc --net --pid --fork chroot $WORK/b/plain/rootfs /bin/true" \
+			"$CTL noop - - - -" >&2 ||
 			echo "ROW FAILED: floor" >&2
 		;;
 	*) echo "run.sh: unknown row $row (rows: $ALL_ROWS)" >&2 ;;
