@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod digest;
+pub mod extract;
 pub mod manifest;
 pub mod reference;
 

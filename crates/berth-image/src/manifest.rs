@@ -32,7 +32,7 @@ application/vnd.docker.distribution.manifest.v2+json";
 #[derive(Clone, Debug)]
 pub enum Manifest {
     Image(Box<ImageManifest>),
-    Index(ImageIndex),
+    Index(Box<ImageIndex>),
 }
 
 /// Why a manifest document cannot be used.
@@ -105,7 +105,7 @@ pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Manife
     };
     if is_index {
         serde_json::from_slice(bytes)
-            .map(Manifest::Index)
+            .map(|i| Manifest::Index(Box::new(i)))
             .map_err(|source| ManifestError::Json {
                 kind: "index",
                 source,
