@@ -1,0 +1,563 @@
+//! The verbs and their flags, as runc spells them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use berth_runtime::ops::{self, create::CreateOptions, exec::ExecOptions, Runtime};
+use berth_runtime::state::OciState;
+use clap::{Parser, Subcommand};
+use oci_spec::runtime::Process;
+
+use crate::log::{chain, LogFormat, Logger};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + 'static>>;
+
+/// An OCI runtime with runc's command line.
+#[derive(Debug, Parser)]
+#[command(name = "berth-runc", version, about)]
+pub struct Cli {
+    /// Root directory for container state (tmpfs recommended).
+    #[arg(long, global = true, default_value = "/run/berth-runc")]
+    pub root: PathBuf,
+    /// Also write messages to this file.
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Format of --log.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Debug logging.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd to manage cgroups (not supported yet: refused).
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    /// runc's rootless mode selector; rootless containers are detected from the spec.
+    #[arg(long, global = true, hide = true)]
+    pub rootless: Option<String>,
+    /// Path to criu (checkpointing is not supported; accepted for compatibility).
+    #[arg(long, global = true, hide = true)]
+    pub criu: Option<PathBuf>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Create a container from a bundle; its process waits for `start`.
+    Create(CreateArgs),
+    /// Start a created container.
+    Start { id: String },
+    /// Create and start a container; wait for it unless --detach.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Do not wait for the container.
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep the container's state after it exits.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Print the state of a container as JSON.
+    State { id: String },
+    /// Send a signal to a container's init (default SIGTERM).
+    Kill {
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+        /// Signal every process in the container.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Delete a container and everything it holds.
+    Delete {
+        id: String,
+        /// Kill the container first if it is running.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List containers.
+    #[command(alias = "ls")]
+    List {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        /// Only ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List the processes of a container (`ps` options may follow the id).
+    Ps {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Write a default config.json.
+    Spec {
+        #[arg(short, long, default_value = "")]
+        bundle: PathBuf,
+        /// A spec an unprivileged user can run.
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Run a new process in a running container.
+    Exec(ExecArgs),
+    /// Print the features this runtime supports as JSON.
+    Features,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    pub id: String,
+    /// The bundle directory (default: the current directory).
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write the init's pid here.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket to send the pty master to (for terminal: true).
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Pass N extra descriptors (3..3+N) to the process.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    /// Use MS_MOVE + chroot instead of pivot_root.
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring.
+    #[arg(long)]
+    pub no_new_keyring: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// A process.json to run instead of the command line.
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a pty.
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Working directory.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// KEY=VALUE, repeatable.
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// UID[:GID].
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Extra group ids.
+    #[arg(short = 'g', long)]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (bounding, effective, permitted; never inheritable).
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    /// Set no_new_privs.
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// AppArmor profile.
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// SELinux process label.
+    #[arg(long)]
+    pub process_label: Option<String>,
+    /// Do not wait for the process.
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    pub id: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("--systemd-cgroup: the systemd cgroup driver is not supported yet (use the default cgroupfs driver)")]
+    Systemd,
+    #[error("unknown --format {0:?} (table or json)")]
+    Format(String),
+    #[error("exec needs a command or --process")]
+    NoCommand,
+    #[error("reading {path}")]
+    ProcessFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing {path}")]
+    ProcessJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("invalid --user {0:?}: expected UID[:GID] as numbers")]
+    User(String),
+    #[error("process.terminal is true: give --console-socket or run with --detach=false from a terminal (pty proxying is not supported yet)")]
+    NeedConsoleSocket,
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} already exists")]
+    SpecExists { path: PathBuf },
+    #[error("running ps")]
+    Ps(#[source] std::io::Error),
+    #[error("waiting for the container process")]
+    Wait(#[source] nix::errno::Errno),
+}
+
+pub fn dispatch(cli: Cli, log: &Logger) -> Result<u8> {
+    if cli.systemd_cgroup {
+        return Err(CliError::Systemd.into());
+    }
+    let rt = Runtime::new(&cli.root);
+    match cli.cmd {
+        Cmd::Create(a) => {
+            ops::create::create(&rt, &a.id, &create_options(&a))?;
+            Ok(0)
+        }
+        Cmd::Start { id } => {
+            for w in ops::start::start(&rt, &id)? {
+                log.warn(&chain(&w));
+            }
+            Ok(0)
+        }
+        Cmd::Run {
+            create,
+            detach,
+            keep,
+        } => run(&rt, &create, detach, keep, log),
+        Cmd::State { id } => {
+            let s = ops::list::state(&rt, &id)?;
+            println!("{}", serde_json::to_string_pretty(&s)?);
+            Ok(0)
+        }
+        Cmd::Kill { id, signal, all } => {
+            let sig = ops::kill::parse_signal(&signal)?;
+            ops::kill::kill(&rt, &id, sig, all)?;
+            Ok(0)
+        }
+        Cmd::Delete { id, force } => {
+            for w in ops::delete::delete(&rt, &id, force)? {
+                log.warn(&chain(&w));
+            }
+            Ok(0)
+        }
+        Cmd::List { format, quiet } => {
+            let all = ops::list::list(&rt)?;
+            print_list(&all, &format, quiet)?;
+            Ok(0)
+        }
+        Cmd::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&rt, &id, &format, &ps_args),
+        Cmd::Spec { bundle, rootless } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                return Err(CliError::SpecExists { path }.into());
+            }
+            let spec = ops::spec::default_spec(rootless);
+            let data = serde_json::to_string_pretty(&spec)?;
+            std::fs::write(&path, data + "\n").map_err(|source| CliError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(0)
+        }
+        Cmd::Exec(a) => exec(&rt, a),
+        Cmd::Features => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&ops::features::features())?
+            );
+            Ok(0)
+        }
+    }
+}
+
+fn create_options(a: &CreateArgs) -> CreateOptions {
+    CreateOptions {
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        preserve_fds: a.preserve_fds,
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+    }
+}
+
+fn run(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool, log: &Logger) -> Result<u8> {
+    if !detach {
+        ops::wait::become_subreaper().map_err(CliError::Wait)?;
+    }
+    // Block forwarded signals before the container exists so none is lost.
+    let set = if detach {
+        None
+    } else {
+        Some(ops::wait::block_signals().map_err(CliError::Wait)?)
+    };
+    let created = ops::create::create(rt, &a.id, &create_options(a));
+    let pid = match created {
+        Ok(pid) => pid,
+        Err(e) => {
+            if let Some(s) = &set {
+                ops::wait::unblock_signals(s);
+            }
+            return Err(e.into());
+        }
+    };
+    match ops::start::start(rt, &a.id) {
+        Ok(warnings) => {
+            for w in warnings {
+                log.warn(&chain(&w));
+            }
+        }
+        Err(e) => {
+            let _ = ops::delete::delete(rt, &a.id, true);
+            return Err(e.into());
+        }
+    }
+    let Some(set) = set else { return Ok(0) };
+    let code = ops::wait::wait_forwarding(pid, &set).map_err(CliError::Wait);
+    ops::wait::unblock_signals(&set);
+    if !keep {
+        match ops::delete::delete(rt, &a.id, true) {
+            Ok(warnings) => {
+                for w in warnings {
+                    log.warn(&chain(&w));
+                }
+            }
+            Err(e) => log.warn(&chain(&e)),
+        }
+    }
+    Ok(code? as u8)
+}
+
+fn print_list(all: &[OciState], format: &str, quiet: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for s in all {
+            writeln!(out, "{}", s.id)?;
+        }
+        return Ok(());
+    }
+    match format {
+        "json" => {
+            writeln!(out, "{}", serde_json::to_string(all)?)?;
+        }
+        "table" => {
+            let rows: Vec<[String; 6]> = all
+                .iter()
+                .map(|s| {
+                    [
+                        s.id.clone(),
+                        s.pid.to_string(),
+                        s.status.to_string(),
+                        s.bundle.display().to_string(),
+                        s.created.clone(),
+                        s.owner.clone(),
+                    ]
+                })
+                .collect();
+            let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
+            let mut widths = header.clone().map(|h| h.len());
+            for r in &rows {
+                for (w, c) in widths.iter_mut().zip(r) {
+                    *w = (*w).max(c.len());
+                }
+            }
+            for r in std::iter::once(&header).chain(rows.iter()) {
+                let line: Vec<String> = r
+                    .iter()
+                    .zip(widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
+                writeln!(out, "{}", line.join("   ").trim_end())?;
+            }
+        }
+        other => return Err(CliError::Format(other.to_owned()).into()),
+    }
+    Ok(())
+}
+
+fn ps(rt: &Runtime, id: &str, format: &str, ps_args: &[String]) -> Result<u8> {
+    let (_dir, st, _status) = rt.load(id)?;
+    let pids = match &st.cgroup {
+        Some(cg) => cg.pids()?,
+        None => Vec::new(),
+    };
+    match format {
+        "json" => {
+            println!("{}", serde_json::to_string(&pids)?);
+            return Ok(0);
+        }
+        "table" => {}
+        other => return Err(CliError::Format(other.to_owned()).into()),
+    }
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(CliError::Ps)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let Some(header) = lines.next() else {
+        return Ok(0);
+    };
+    let pid_col = header.split_whitespace().position(|c| c == "PID");
+    println!("{header}");
+    for line in lines {
+        let pid = pid_col
+            .and_then(|i| line.split_whitespace().nth(i))
+            .and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            println!("{line}");
+        }
+    }
+    Ok(0)
+}
+
+fn exec(rt: &Runtime, a: ExecArgs) -> Result<u8> {
+    let process = match &a.process {
+        Some(path) => read_process(path)?,
+        None => {
+            if a.command.is_empty() {
+                return Err(CliError::NoCommand.into());
+            }
+            let (_dir, st, _) = rt.load(&a.id)?;
+            process_from_args(st.spec.process().clone().unwrap_or_default(), &a)?
+        }
+    };
+    if process.terminal().unwrap_or(false) && a.console_socket.is_none() {
+        return Err(CliError::NeedConsoleSocket.into());
+    }
+    if !a.detach {
+        ops::wait::become_subreaper().map_err(CliError::Wait)?;
+    }
+    let set = if a.detach {
+        None
+    } else {
+        Some(ops::wait::block_signals().map_err(CliError::Wait)?)
+    };
+    let pid = ops::exec::exec(
+        rt,
+        &a.id,
+        ExecOptions {
+            process,
+            console_socket: a.console_socket.clone(),
+            pid_file: a.pid_file.clone(),
+            preserve_fds: a.preserve_fds,
+        },
+    );
+    let pid = match pid {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(s) = &set {
+                ops::wait::unblock_signals(s);
+            }
+            return Err(e.into());
+        }
+    };
+    let Some(set) = set else { return Ok(0) };
+    let code = ops::wait::wait_forwarding(pid, &set).map_err(CliError::Wait)?;
+    ops::wait::unblock_signals(&set);
+    Ok(code as u8)
+}
+
+fn read_process(path: &Path) -> Result<Process> {
+    let data = std::fs::read(path).map_err(|source| CliError::ProcessFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(
+        serde_json::from_slice(&data).map_err(|source| CliError::ProcessJson {
+            path: path.to_owned(),
+            source,
+        })?,
+    )
+}
+
+/// runc's `newProcess`: the container's process as the base, the command line on top.
+fn process_from_args(mut p: Process, a: &ExecArgs) -> Result<Process> {
+    p.set_args(Some(a.command.clone()));
+    p.set_terminal(Some(a.tty));
+    if let Some(cwd) = &a.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if !a.env.is_empty() {
+        let mut env = p.env().clone().unwrap_or_default();
+        for kv in &a.env {
+            let key = kv.split('=').next().unwrap_or(kv);
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(kv.clone());
+        }
+        p.set_env(Some(env));
+    }
+    if let Some(u) = &a.user {
+        let (uid, gid) = match u.split_once(':') {
+            Some((u1, g)) => (u1.parse().ok(), g.parse().ok()),
+            None => (u.parse().ok(), Some(0)),
+        };
+        let (Some(uid), Some(gid)) = (uid, gid) else {
+            return Err(CliError::User(u.clone()).into());
+        };
+        let mut user = p.user().clone();
+        user.set_uid(uid);
+        user.set_gid(gid);
+        p.set_user(user);
+    }
+    if !a.additional_gids.is_empty() {
+        let mut user = p.user().clone();
+        user.set_additional_gids(Some(a.additional_gids.clone()));
+        p.set_user(user);
+    }
+    if !a.cap.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        for name in &a.cap {
+            let cap: oci_spec::runtime::Capability = name
+                .parse()
+                .map_err(|_| format!("unknown capability {name:?} in --cap"))?;
+            let add = |set: Option<oci_spec::runtime::Capabilities>| {
+                let mut s = set.unwrap_or_default();
+                s.insert(cap);
+                Some(s)
+            };
+            caps.set_bounding(add(caps.bounding().clone()));
+            caps.set_effective(add(caps.effective().clone()));
+            caps.set_permitted(add(caps.permitted().clone()));
+            // Ambient needs inheritable, and --cap never grants inheritable (CVE-2022-29162).
+            if caps
+                .inheritable()
+                .as_ref()
+                .is_some_and(|i| i.contains(&cap))
+            {
+                caps.set_ambient(add(caps.ambient().clone()));
+            }
+        }
+        p.set_capabilities(Some(caps));
+    }
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if let Some(profile) = &a.apparmor {
+        p.set_apparmor_profile(Some(profile.clone()));
+    }
+    if let Some(label) = &a.process_label {
+        p.set_selinux_label(Some(label.clone()));
+    }
+    Ok(p)
+}

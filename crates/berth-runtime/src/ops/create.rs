@@ -1,0 +1,271 @@
+//! `create`: build the container up to the point right before `execve`.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+
+use super::Runtime;
+use crate::cgroups::{Cgroup, CgroupError};
+use crate::hooks::{self, HookKind};
+use crate::spawn::init::ChildIo;
+use crate::spawn::parent::{spawn, SpawnError};
+use crate::spawn::plan::{plan_init, PlanError, SpawnOptions};
+use crate::spec::{self, SpecError};
+use crate::state::{self, ContainerDir, ContainerState, StateError, Status, EXEC_FIFO};
+
+/// Options of `create` beyond the bundle.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: i32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+}
+
+/// Why `create` failed. Whatever it had created is gone by the time this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("bundle {path}")]
+    Bundle {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cgroup")]
+    Cgroup(#[from] CgroupError),
+    #[error("creating the exec fifo {path}")]
+    Fifo {
+        path: PathBuf,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("connecting to the console socket {path}")]
+    ConsoleSocket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("writing the pid file {path}")]
+    PidFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sending the seccomp notify fd to the listener")]
+    SeccompListener(#[source] crate::security::SecurityError),
+    #[error("{original}; cleaning up afterwards also failed: {cleanup}")]
+    CleanupFailed {
+        #[source]
+        original: Box<CreateError>,
+        cleanup: String,
+    },
+}
+
+/// Creates container `id` from `opts.bundle`; returns the init's host pid.
+pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32, CreateError> {
+    let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| CreateError::Bundle {
+        path: opts.bundle.clone(),
+        source,
+    })?;
+    let dir = rt.dir(id)?;
+    let spec = spec::load(&bundle)?;
+    spec::validate(&spec)?;
+    let plan = plan_init(
+        &spec,
+        &bundle,
+        &SpawnOptions {
+            no_pivot: opts.no_pivot,
+            preserve_fds: opts.preserve_fds,
+        },
+    )?;
+
+    // Nothing exists yet. From here on every failure undoes what was made.
+    dir.create()?;
+    let mut made = Made::default();
+    match create_in(rt, id, &dir, &bundle, spec, plan, opts, &mut made) {
+        Ok(pid) => Ok(pid),
+        Err(e) => Err(undo(&dir, &made, e)),
+    }
+}
+
+#[derive(Default)]
+struct Made {
+    cgroup: Option<Cgroup>,
+}
+
+fn undo(dir: &ContainerDir, made: &Made, original: CreateError) -> CreateError {
+    let mut problems = Vec::new();
+    if let Some(cg) = &made.cgroup {
+        if let Err(e) = cg.destroy() {
+            problems.push(format!("removing cgroup {}: {e}", cg.path));
+        }
+    }
+    if let Err(e) = dir.remove() {
+        problems.push(e.to_string());
+    }
+    if problems.is_empty() {
+        original
+    } else {
+        CreateError::CleanupFailed {
+            original: Box::new(original),
+            cleanup: problems.join("; "),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create_in(
+    _rt: &Runtime,
+    id: &str,
+    dir: &ContainerDir,
+    bundle: &Path,
+    spec: oci_spec::runtime::Spec,
+    plan: crate::spawn::SpawnPlan,
+    opts: &CreateOptions,
+    made: &mut Made,
+) -> Result<i32, CreateError> {
+    let _lock = dir.lock()?;
+    let linux = spec.linux().as_ref().expect("validated");
+    let rootfs = {
+        let p = &spec.root().as_ref().expect("validated").path().clone();
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            bundle.join(p)
+        }
+    };
+    let mut st = ContainerState {
+        id: id.to_owned(),
+        bundle: bundle.to_owned(),
+        rootfs,
+        pid: 0,
+        pid_start_time: 0,
+        created: state::now_rfc3339(),
+        recorded_status: Status::Creating,
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        cgroup: None,
+        spec: spec.clone(),
+        owner: nix::unistd::geteuid().as_raw(),
+    };
+
+    let mut cg = Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)?;
+    let created = cg.create(linux.resources().as_ref());
+    made.cgroup = Some(cg.clone());
+    created?;
+    st.cgroup = Some(cg.clone());
+    dir.save(&st)?;
+
+    let fifo_path = dir.path.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).map_err(|source| {
+        CreateError::Fifo {
+            path: fifo_path.clone(),
+            source,
+        }
+    })?;
+    let fifo =
+        open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(|source| {
+            CreateError::Fifo {
+                path: fifo_path.clone(),
+                source,
+            }
+        })?;
+    let console_socket = match &opts.console_socket {
+        Some(path) => Some(connect_console(path)?),
+        None => None,
+    };
+
+    let hooks = spec.hooks().clone();
+    let mut run_hooks = |pid: i32| -> Result<String, hooks::HookError> {
+        let mut s = st.clone();
+        s.pid = pid;
+        let json = serde_json::to_string(&s.oci_state(dir)).expect("state serializes");
+        if let Some(h) = &hooks {
+            hooks::run(
+                HookKind::Prestart,
+                h.prestart().as_deref().unwrap_or_default(),
+                &json,
+            )?;
+            hooks::run(
+                HookKind::CreateRuntime,
+                h.create_runtime().as_deref().unwrap_or_default(),
+                &json,
+            )?;
+        }
+        Ok(json)
+    };
+    let spawned = spawn(
+        &plan,
+        ChildIo {
+            console_socket,
+            exec_fifo: Some(fifo),
+        },
+        Some(&cg),
+        &mut run_hooks,
+    )?;
+    st.pid = spawned.pid;
+    st.pid_start_time = state::process_start_time(spawned.pid).unwrap_or(0);
+    st.recorded_status = Status::Created;
+    let kill_init = |e: CreateError| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(spawned.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        e
+    };
+    // WIRE: seccomp notify listener (security::send_to_listener) once it lands.
+    drop(spawned.notify_fd);
+    dir.save(&st).map_err(|e| kill_init(e.into()))?;
+    if let Some(path) = &opts.pid_file {
+        write_pid_file(path, spawned.pid).map_err(kill_init)?;
+    }
+    Ok(spawned.pid)
+}
+
+fn connect_console(path: &Path) -> Result<OwnedFd, CreateError> {
+    UnixStream::connect(path)
+        .map(OwnedFd::from)
+        .map_err(|source| CreateError::ConsoleSocket {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Writes `pid` to `path` atomically (containerd reads it as soon as `create` returns).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), CreateError> {
+    let err = |source| CreateError::PidFile {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(err)?;
+    std::io::Write::write_all(&mut f, pid.to_string().as_bytes()).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}

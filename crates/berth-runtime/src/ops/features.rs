@@ -1,0 +1,32 @@
+//! `features`: what this runtime really supports (runtime-spec features.md).
+
+use serde_json::{json, Value};
+
+/// The features document. Only what works is listed.
+pub fn features() -> Value {
+    json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.2.0",
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": [
+            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
+            "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime",
+            "nostrictatime", "nosuid", "private", "rbind", "relatime", "remount", "ro",
+            "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "slave",
+            "strictatime", "suid", "sync", "unbindable"
+        ],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "cgroup": {
+                "v1": true,
+                "v2": true,
+                "systemd": false,
+                "systemdUser": false
+            }
+        },
+        "annotations": {
+            "org.opencontainers.runtime-spec.features.version": "1.2.0",
+            "io.github.berth.version": env!("CARGO_PKG_VERSION")
+        }
+    })
+}

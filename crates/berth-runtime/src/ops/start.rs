@@ -1,0 +1,96 @@
+//! `start`: release a created container's init from the exec fifo, then run poststart hooks.
+
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use nix::fcntl::{open, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::stat::Mode;
+
+use super::{Runtime, WrongStatus};
+use crate::hooks::{self, HookError, HookKind};
+use crate::state::{StateError, Status, EXEC_FIFO};
+
+/// Why `start` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    WrongStatus(#[from] WrongStatus),
+    #[error("opening the exec fifo of container {id:?}")]
+    Fifo {
+        id: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("the init of container {id:?} exited before it could be started")]
+    InitDied { id: String },
+}
+
+/// Starts container `id`. Returns the poststart hook failures, which the spec says are only
+/// warnings.
+pub fn start(rt: &Runtime, id: &str) -> Result<Vec<HookError>, StartError> {
+    let dir = rt.dir(id)?;
+    let _lock = dir.lock()?;
+    let mut st = dir.load()?;
+    let status = st.status(&dir);
+    if status != Status::Created {
+        return Err(WrongStatus {
+            id: id.to_owned(),
+            status,
+            what: "only a created container can be started",
+        }
+        .into());
+    }
+    let fifo_path = dir.path.join(EXEC_FIFO);
+    // Non-blocking open never waits for a writer; the init is (or will be) blocked opening
+    // the write side, and unblocks as soon as we exist as a reader.
+    let fifo = open(
+        &fifo_path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|source| StartError::Fifo {
+        id: id.to_owned(),
+        source,
+    })?;
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        let n = poll(&mut fds, PollTimeout::from(100u16)).unwrap_or(0);
+        if n > 0 {
+            let mut b = [0u8; 1];
+            match nix::unistd::read(&fifo, &mut b) {
+                Ok(1) => break,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+                Err(source) => {
+                    return Err(StartError::Fifo {
+                        id: id.to_owned(),
+                        source,
+                    })
+                }
+            }
+        }
+        if !st.init_alive() {
+            let _ = std::fs::remove_file(&fifo_path);
+            return Err(StartError::InitDied { id: id.to_owned() });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = std::fs::remove_file(&fifo_path);
+    st.recorded_status = Status::Running;
+    dir.save(&st)?;
+
+    let mut warnings = Vec::new();
+    if let Some(h) = st.spec.hooks() {
+        let json = serde_json::to_string(&st.oci_state(&dir)).expect("state serializes");
+        if let Err(e) = hooks::run(
+            HookKind::Poststart,
+            h.poststart().as_deref().unwrap_or_default(),
+            &json,
+        ) {
+            warnings.push(e);
+        }
+    }
+    Ok(warnings)
+}
