@@ -43,8 +43,8 @@ hrow() { # ROW LABEL
 	echo "$line n=$runs, $(head -n 1 "$out/$row.load" | cut -d' ' -f1)→$(tail -n 1 "$out/$row.load" | cut -d' ' -f1) |"
 }
 
-tsvrow() { # FILE LABEL COLUMN UNIT-FILTER(awk)
-	f="$out/$1" label=$2 col=$3 conv=$4
+tsvrow() { # FILE LABEL COLUMN UNIT-FILTER(awk) NOTE [no: no ratio column]
+	f="$out/$1" label=$2 col=$3 conv=$4 ratio=${6:-}
 	[ -f "$f" ] || { echo "| $label |$(for _ in $rts $others; do printf ' - |'; done) not run or failed |"; return 0; }
 	line="| $label |"
 	for rt in $rts; do
@@ -54,7 +54,8 @@ tsvrow() { # FILE LABEL COLUMN UNIT-FILTER(awk)
 	crun=$(awk -F '\t' -v c="$col" '$1 == "crun" { print $c }' "$f")
 	for rt in $others; do
 		v=$(awk -F '\t' -v rt="$rt" -v c="$col" '$1 == rt { print ($5 > 0 ? "failed" : $c) }' "$f")
-		case "$v$crun" in
+		case "$ratio$v$crun" in
+		no*) r=- ;;
 		*[!0-9]* | "") r=- ;;
 		*) r="$(awk -v a="$v" -v b="$crun" 'BEGIN { printf "%.2f×", a / b }')" ;;
 		esac
@@ -73,7 +74,7 @@ hrow seccomp "\`run\` of \`/bin/true\`, Docker default caps + seccomp (${names:-
 kib_to_mib='{ if ($1 ~ /^[0-9]+$/) printf "%.1f MiB", $1 / 1024; else print $1 }'
 tsvrow rss.tsv 'peak RSS of `run` (median; wait4 ru_maxrss)' 3 "$kib_to_mib" "n=$(meta rss_runs)"
 mem_fmt='{ if ($1 ~ /^[0-9]+$/) { if ($1 < 1024) printf "%d KiB", $1; else printf "%g MiB", $1 / 1024 } else print $1 }'
-tsvrow memfloor.tsv 'smallest memory limit `run` passes (all tries)' 2 "$mem_fmt" "$(meta mem_tries) tries per limit, 256 KiB-16 MiB"
+tsvrow memfloor.tsv 'smallest memory limit `run` passes (all tries)' 2 "$mem_fmt" "$(meta mem_tries) tries per limit, 256 KiB-16 MiB" no
 awk -F '\t' 'NF >= 3 && $3 !~ /^yes/ { printf "\nWARNING: %s: memory limit at the floor not confirmed on the host: %s\n", $1, $3 }' \
 	"$out/memfloor.tsv" 2>/dev/null || true
 if [ -f "$out/floor.json" ]; then
