@@ -11,6 +11,8 @@ pub mod digest;
 pub mod extract;
 pub mod manifest;
 pub mod reference;
+pub mod snapshot;
+pub mod store;
 
 pub use digest::Digest;
 pub use manifest::Platform;
