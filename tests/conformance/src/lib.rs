@@ -1133,3 +1133,29 @@ pub fn first_json(text: &str) -> Value {
     serde_json::from_str(&text[start..=end].replace("\r\n", "\n"))
         .unwrap_or_else(|e| panic!("bad JSON ({e}) in {text:?}"))
 }
+
+/// Parses every line of `text` that is a JSON value (a shell script that runs `/probe` several
+/// times prints one document per line).
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l.trim()).ok())
+        .collect()
+}
+
+/// Runs `sh -c SCRIPT` in the bundle in the foreground and returns the JSON lines it printed
+/// (panics with the output unless it succeeded).
+pub fn run_script(rt: &Runtime, bundle: &mut Bundle, script: &str) -> Vec<Value> {
+    bundle.spec.args(&["/bin/sh", "-c", script]);
+    let out = rt.run(&unique_id("script"), bundle, &[]);
+    out.assert_ok();
+    json_lines(&out.stdout)
+}
+
+/// The mount entry the probe saw at `target` (the last one: the top of the stack).
+pub fn mount_at<'a>(probe: &'a Value, target: &str) -> Option<&'a Value> {
+    probe["mounts"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|m| m["target"] == target)
+}
