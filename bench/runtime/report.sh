@@ -2,9 +2,10 @@
 # report.sh - print the markdown table of one run.sh result directory.
 #
 # Usage: bench/runtime/report.sh OUT_DIR
-# Cells: hyperfine's median wall time, and in parentheses the mean CPU time (user+sys) of the
-# runtime and everything it waited for. Ratios are of medians (CPU ratio in parentheses), each
-# runtime against crun, the fastest peer. A "-" is a row or runtime that failed or was skipped.
+# Cells: the median wall time of all timed runs of all passes, and in parentheses the mean CPU time
+# (user+sys) of the runtime and everything it waited for. Ratios are of those medians (CPU ratio in
+# parentheses), each runtime against crun, the fastest peer; with several passes, [min-max] is the
+# spread of the per-pass median ratios. A "-" is a row or runtime that failed or was skipped.
 set -eu
 out=${1:?usage: report.sh OUT_DIR}
 meta() { awk -F '\t' -v k="$1" '$1 == k { print $2 }' "$out/meta.tsv"; }
@@ -14,33 +15,54 @@ for rt in $rts; do [ "$rt" = crun ] || others="$others $rt"; done
 
 # fmt SECONDS -> "12.3 ms" or "1.23 s"
 fmt='def t: if . >= 1 then "\(. * 100 | round / 100) s" else "\(. * 10000 | round / 10) ms" end;'
+# over an array of hyperfine exports (one per pass): a runtime's pooled median of all timed runs, mean
+# CPU (user+sys) across passes, and its failures
+common="$fmt"'
+def r2: . * 100 | round / 100;
+def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+def pooled($rt): [.[] | .results[] | select(.parameters.rt == $rt)]
+	| if length == 0 then null else {
+		median: ([.[].times[]] | median),
+		cpu: ([.[] | .user + .system] | add / length),
+		n: ([.[].exit_codes[]] | length),
+		failed: ([.[].exit_codes[] | select(. != 0)] | length),
+		exit: ([.[].exit_codes[] | select(. != 0)][0])
+	} end;
+'
 
 echo "| operation | $(echo $rts | sed 's/ / | /g') |$(for o in $others; do printf ' %s/crun |' "$o"; done) runs, load (1 min) |"
 echo "| --- |$(for _ in $rts $others; do printf ' ---: |'; done) --- |"
 
 hrow() { # ROW LABEL
-	row=$1 label=$2 f="$out/$1.json"
-	[ -f "$f" ] || { echo "| $label |$(for _ in $rts $others; do printf ' - |'; done) not run or failed |"; return 0; }
+	local files
+	row=$1 label=$2
+	files=$(ls "$out/$row".p*.json 2>/dev/null || true)
+	[ -n "$files" ] || { echo "| $label |$(for _ in $rts $others; do printf ' - |'; done) not run or failed |"; return 0; }
+	# all passes of the row as one array; per runtime: the pooled times and the per-pass results
 	line="| $label |"
 	for rt in $rts; do
-		line="$line $(jq -r --arg rt "$rt" "$fmt"'
-			[.results[] | select(.parameters.rt == $rt)][0]
-			| if . == null then "-"
-			  elif any(.exit_codes[]; . != 0) then
-			    "failed (\([.exit_codes[] | select(. != 0)] | length)/\(.exit_codes | length) runs, exit \([.exit_codes[] | select(. != 0)][0]))"
-			  else "\(.median | t) (\(.user + .system | t))" end' "$f") |"
+		line="$line $(jq -rs --arg rt "$rt" "$common"'
+			pooled($rt) as $p
+			| if $p == null then "-"
+			  elif $p.failed > 0 then "failed (\($p.failed)/\($p.n) runs, exit \($p.exit))"
+			  else "\($p.median | t) (\($p.cpu | t))" end' $files) |"
 	done
 	for rt in $others; do
-		line="$line $(jq -r --arg rt "$rt" '
-			def r($rt): [.results[] | select(.parameters.rt == $rt)][0];
-			def ok: . != null and all(.exit_codes[]; . == 0);
-			r($rt) as $a | r("crun") as $c
-			| if ($a | ok | not) or ($c | ok | not) then "-"
-			  else "\($a.median / $c.median * 100 | round / 100)× (\(($a.user + $a.system) / ($c.user + $c.system) * 100 | round / 100)×)"
-			  end' "$f") |"
+		line="$line $(jq -rs --arg rt "$rt" "$common"'
+			pooled($rt) as $a | pooled("crun") as $c
+			| if $a == null or $c == null or $a.failed > 0 or $c.failed > 0 then "-"
+			  else
+			    "\($a.median / $c.median | r2)× (\($a.cpu / $c.cpu | r2)×)"
+			    + (if length > 1 then
+			        [.[] | [.results[] | select(.parameters.rt == $rt)][0].median
+			               / [.results[] | select(.parameters.rt == "crun")][0].median]
+			        | " [\(min | r2)-\(max | r2)]"
+			      else "" end)
+			  end' $files) |"
 	done
-	runs=$(jq '.results[0].times | length' "$f")
-	echo "$line n=$runs, $(head -n 1 "$out/$row.load" | cut -d' ' -f1)→$(tail -n 1 "$out/$row.load" | cut -d' ' -f1) |"
+	runs=$(jq -s '[.[] | .results[0].times | length] | add' $files)
+	passes=$(echo "$files" | wc -l)
+	echo "$line n=$runs in $passes pass(es), $(head -n 1 "$out/$row.load" | cut -d' ' -f1)→$(tail -n 1 "$out/$row.load" | cut -d' ' -f1) |"
 }
 
 tsvrow() { # FILE LABEL COLUMN UNIT-FILTER(awk) NOTE [no: no ratio column]

@@ -8,6 +8,7 @@
 #   ROWS="run cycle ..."      subset of rows (default: all; see ALL_ROWS below)
 #   WARMUP=10 RUNS=100        hyperfine warm-ups and runs for the fast rows
 #   LOOP_RUNS=5               hyperfine runs of the "100 sequential runs" row
+#   PASSES=2                  times each timed row is repeated (interleaved, runtime order alternating)
 #   RSS_RUNS=20 MEM_TRIES=5   samples for peak RSS; tries per memory limit
 # Then: bench/runtime/report.sh "$OUT" prints the markdown table.
 #
@@ -39,6 +40,7 @@ ROWS=${ROWS:-$ALL_ROWS}
 WARMUP=${WARMUP:-10}
 RUNS=${RUNS:-100}
 LOOP_RUNS=${LOOP_RUNS:-5}
+PASSES=${PASSES:-2}
 RSS_RUNS=${RSS_RUNS:-20}
 MEM_TRIES=${MEM_TRIES:-5}
 RUNTIMES=${RUNTIMES:-"runc=/usr/sbin/runc crun=/usr/bin/crun berth-runc=$REPO/target/release/berth-runc"}
@@ -139,6 +141,7 @@ log "runtimes: $RT_NAMES; results in $OUT"
 	fi
 	echo "load_start	$(load)"
 	echo "warmup_runs	$WARMUP/$RUNS"
+	echo "passes	$PASSES"
 	echo "rss_runs	$RSS_RUNS"
 	echo "mem_tries	$MEM_TRIES"
 	for name in $(echo "$RT_NAMES" | tr , ' '); do
@@ -154,16 +157,22 @@ CTL="/bin/sh $HERE/ctl.sh"
 
 # hf ROW [hyperfine args...]: one hyperfine call, all runtimes as the parameter {rt}, load recorded
 hf() {
-	local row name c
+	local row name c order
 	row=$1
 	shift
-	log "$row (load $(load))"
-	echo "$(load)" >"$OUT/$row.load"
+	# odd passes run the runtimes in the given order, even passes reversed: a load change during the
+	# row then hurts each runtime in turn instead of always the last one
+	order=$RT_NAMES
+	if [ $((PASS % 2)) -eq 0 ]; then
+		order=$(echo "$RT_NAMES" | tr , '\n' | tac | paste -sd ,)
+	fi
+	log "$row pass $PASS/$PASSES (load $(load))"
+	echo "$(load)" >>"$OUT/$row.load"
 	# -i: one runtime failing a row must not cost the others their numbers; report.sh shows a
 	# runtime with any non-zero exit code as failed instead of timing its failures
-	if ! hyperfine -N -i --style basic --export-json "$OUT/$row.json" -L rt "$RT_NAMES" "$@" >&2; then
+	if ! hyperfine -N -i --style basic --export-json "$OUT/$row.p$PASS.json" -L rt "$order" "$@" >&2; then
 		echo "ROW FAILED: $row (see hyperfine output above)" >&2
-		rm -f "$OUT/$row.json"
+		rm -f "$OUT/$row.p$PASS.json"
 	fi
 	echo "$(load)" >>"$OUT/$row.load"
 	# a failed row may leave containers and cgroups: start the next row clean
@@ -263,39 +272,48 @@ mem_applied() { # NAME KIB -> "yes BYTES", "no BYTES" or "unverified REASON"
 	"$HERE/ctl.sh" delete "$WORK/bin/$name" "$WORK/state/$name" - "memchk-$name"
 }
 
-for row in $ROWS; do
-	case "$row" in
-	run) hf run -w "$WARMUP" -r "$RUNS" "$RT --root $ROOT run --bundle $WORK/b/plain r-{rt}" ;;
-	cycle) hf cycle -w "$WARMUP" -r "$RUNS" "$CTL cycle $RT $ROOT $WORK/b/plain c-{rt}" ;;
-	detach) hf detach -w "$WARMUP" -r "$RUNS" "$CTL detach $RT $ROOT $WORK/b/plain d-{rt}" ;;
-	exec)
-		hf exec -w "$WARMUP" -r "$RUNS" \
-			--setup "$CTL start-sleeper $RT $ROOT $WORK/b/sleep e-{rt}" \
-			--cleanup "$CTL delete $RT $ROOT - e-{rt}" \
-			"$RT --root $ROOT exec e-{rt} /bin/true"
-		;;
-	loop) hf loop -w 1 -r "$LOOP_RUNS" "$CTL loop $RT $ROOT $WORK/b/plain l-{rt} 100" ;;
-	seccomp)
-		if [ -d "$WORK/b/seccomp" ]; then
-			hf seccomp -w "$WARMUP" -r "$RUNS" "$RT --root $ROOT run --bundle $WORK/b/seccomp s-{rt}"
-		else
-			echo "SKIPPING row seccomp: no seccomp profile found" >&2
-		fi
-		;;
-	rss) rss_row ;;
-	memfloor) memfloor_row ;;
-	floor)
-		# no runtime: the namespaces of the config (minus cgroups, mounts) + chroot + /bin/true; and the
-		# cost of the ctl.sh wrapper that the multi-step rows pay once per sample
-		log "floor (load $(load))"
-		load >"$OUT/floor.load"
-		hyperfine -N --style basic --export-json "$OUT/floor.json" -w "$WARMUP" -r "$RUNS" \
-			"unshare --mount --uts --ipc --net --pid --fork chroot $WORK/b/plain/rootfs /bin/true" \
-			"$CTL noop - - - -" >&2 ||
-			echo "ROW FAILED: floor" >&2
-		;;
-	*) echo "run.sh: unknown row $row (rows: $ALL_ROWS)" >&2 ;;
-	esac
+# The timed rows run PASSES times, interleaved (all rows, then all rows again): the machine is shared and
+# its load drifts, and report.sh pools the passes and shows how far the per-pass ratios spread.
+# RSS and the memory floor do not depend on load: they run once.
+PASS=1
+while [ "$PASS" -le "$PASSES" ]; do
+	for row in $ROWS; do
+		case "$row" in
+		run) hf run -w "$WARMUP" -r "$RUNS" "$RT --root $ROOT run --bundle $WORK/b/plain r-{rt}" ;;
+		cycle) hf cycle -w "$WARMUP" -r "$RUNS" "$CTL cycle $RT $ROOT $WORK/b/plain c-{rt}" ;;
+		detach) hf detach -w "$WARMUP" -r "$RUNS" "$CTL detach $RT $ROOT $WORK/b/plain d-{rt}" ;;
+		exec)
+			hf exec -w "$WARMUP" -r "$RUNS" \
+				--setup "$CTL start-sleeper $RT $ROOT $WORK/b/sleep e-{rt}" \
+				--cleanup "$CTL delete $RT $ROOT - e-{rt}" \
+				"$RT --root $ROOT exec e-{rt} /bin/true"
+			;;
+		loop) hf loop -w 1 -r "$LOOP_RUNS" "$CTL loop $RT $ROOT $WORK/b/plain l-{rt} 100" ;;
+		seccomp)
+			if [ -d "$WORK/b/seccomp" ]; then
+				hf seccomp -w "$WARMUP" -r "$RUNS" "$RT --root $ROOT run --bundle $WORK/b/seccomp s-{rt}"
+			else
+				echo "SKIPPING row seccomp: no seccomp profile found" >&2
+			fi
+			;;
+		rss) if [ "$PASS" -eq 1 ]; then rss_row; fi ;;
+		memfloor) if [ "$PASS" -eq 1 ]; then memfloor_row; fi ;;
+		floor)
+			# no runtime: the namespaces of the config (minus cgroups, mounts) + chroot + /bin/true;
+			# and the cost of the ctl.sh wrapper that the multi-step rows pay once per sample
+			if [ "$PASS" -eq 1 ]; then
+				log "floor (load $(load))"
+				load >"$OUT/floor.load"
+				hyperfine -N --style basic --export-json "$OUT/floor.json" -w "$WARMUP" -r "$RUNS" \
+					"unshare --mount --uts --ipc --net --pid --fork chroot $WORK/b/plain/rootfs /bin/true" \
+					"$CTL noop - - - -" >&2 ||
+					echo "ROW FAILED: floor" >&2
+			fi
+			;;
+		*) echo "run.sh: unknown row $row (rows: $ALL_ROWS)" >&2 ;;
+		esac
+	done
+	PASS=$((PASS + 1))
 done
 echo "load_end	$(load)" >>"$OUT/meta.tsv"
 log "done; results in $OUT"
