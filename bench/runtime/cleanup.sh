@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck shell=dash disable=SC2016 # jq/awk programs and markdown backquotes are literal
 # cleanup.sh - remove everything the runtime benchmark creates. Idempotent; continues past errors.
 #
 # Usage: cleanup.sh WORK_DIR    (run.sh calls it on exit; run it by hand after a crash)

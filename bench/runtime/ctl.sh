@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck shell=dash disable=SC2016 # jq/awk programs and markdown backquotes are literal
 # ctl.sh - the multi-step operations hyperfine times through `-N` (no shell of its own).
 #
 # hyperfine -N runs one program; a row made of several runtime calls ("create && start && delete -f")

@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck shell=dash disable=SC2016 # jq/awk programs and markdown backquotes are literal
 # report.sh - print the markdown table of one run.sh result directory.
 #
 # Usage: bench/runtime/report.sh OUT_DIR
@@ -30,9 +31,10 @@ def pooled($rt): [.[] | .results[] | select(.parameters.rt == $rt)]
 	} end;
 '
 
-echo "| operation | $(echo $rts | sed 's/ / | /g') |$(for o in $others; do printf ' %s/crun |' "$o"; done) runs, load (1 min) |"
+echo "| operation | $(echo "$rts" | sed 's/ / | /g') |$(for o in $others; do printf ' %s/crun |' "$o"; done) runs, load (1 min) |"
 echo "| --- |$(for _ in $rts $others; do printf ' ---: |'; done) --- |"
 
+# shellcheck disable=SC2086 # $files is a list of paths without blanks, split on purpose
 hrow() { # ROW LABEL
 	local files
 	row=$1 label=$2

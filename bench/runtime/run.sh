@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck shell=dash disable=SC2016 # jq/awk programs and markdown backquotes are literal
 # run.sh - OCI runtime benchmark: every runtime measured side by side, in one run, on the same bundle.
 #
 # Usage (as root):  bench/runtime/run.sh
@@ -167,14 +168,14 @@ hf() {
 		order=$(echo "$RT_NAMES" | tr , '\n' | tac | paste -sd ,)
 	fi
 	log "$row pass $PASS/$PASSES (load $(load))"
-	echo "$(load)" >>"$OUT/$row.load"
+	load >>"$OUT/$row.load"
 	# -i: one runtime failing a row must not cost the others their numbers; report.sh shows a
 	# runtime with any non-zero exit code as failed instead of timing its failures
 	if ! hyperfine -N -i --style basic --export-json "$OUT/$row.p$PASS.json" -L rt "$order" "$@" >&2; then
 		echo "ROW FAILED: $row (see hyperfine output above)" >&2
 		rm -f "$OUT/$row.p$PASS.json"
 	fi
-	echo "$(load)" >>"$OUT/$row.load"
+	load >>"$OUT/$row.load"
 	# a failed row may leave containers and cgroups: start the next row clean
 	for name in $(echo "$RT_NAMES" | tr , ' '); do
 		for c in "$WORK/state/$name"/*; do
@@ -234,6 +235,7 @@ memfloor_row() {
 	log "memfloor (load $(load))"
 	: >"$OUT/memfloor.tsv"
 	: >"$OUT/memfloor.log"
+	# shellcheck disable=SC2086 # split into the step list on purpose
 	set -- $MEM_STEPS_KIB
 	n=$#
 	for name in $(echo "$RT_NAMES" | tr , ' '); do
