@@ -32,7 +32,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
     /// runc's rootless mode selector; rootless containers are detected from the spec.
-    #[arg(long, global = true, hide = true)]
+    #[arg(long, hide = true)]
     pub rootless: Option<String>,
     /// Path to criu (checkpointing is not supported; accepted for compatibility).
     #[arg(long, global = true, hide = true)]
@@ -95,7 +95,7 @@ pub enum Cmd {
     },
     /// Write a default config.json.
     Spec {
-        #[arg(short, long, default_value = "")]
+        #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
         /// A spec an unprivileged user can run.
         #[arg(long)]

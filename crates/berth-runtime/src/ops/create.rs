@@ -90,6 +90,7 @@ pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32, Creat
         &SpawnOptions {
             no_pivot: opts.no_pivot,
             preserve_fds: opts.preserve_fds,
+            session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{id}")),
         },
     )?;
 

@@ -207,6 +207,21 @@ fn run_process(plan: &SpawnPlan, chan: &Channel, io: ChildIo) -> Step<std::conve
     if plan.role == Role::Init || plan.terminal {
         ctx(InitStep::Setsid, "setsid()".into(), nix::unistd::setsid())?;
     }
+    if let Some(name) = &plan.session_keyring {
+        let cname = cstring(name)?;
+        match sys::join_session_keyring(&cname) {
+            // Kernels without keys, or a user namespace that may not create them: keep the
+            // inherited keyring, as runc does.
+            Ok(()) | Err(nix::errno::Errno::ENOSYS) | Err(nix::errno::Errno::EACCES) => {}
+            Err(e) => {
+                return Err(InitError {
+                    step: InitStep::Setsid,
+                    message: format!("joining session keyring {name:?}: {}", e.desc()),
+                    errno: Some(e as i32),
+                })
+            }
+        }
+    }
 
     let mut state_json = String::new();
     if plan.role == Role::Init {

@@ -133,6 +133,8 @@ pub struct SpawnPlan {
     pub security: SecurityPlan,
     pub create_container_hooks: Vec<Hook>,
     pub start_container_hooks: Vec<Hook>,
+    /// Name of the session keyring the init joins (`None` with `--no-new-keyring`).
+    pub session_keyring: Option<String>,
 }
 
 /// Why a plan could not be made.
@@ -158,6 +160,8 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> PlanError {
 pub struct SpawnOptions {
     pub no_pivot: bool,
     pub preserve_fds: i32,
+    /// Session keyring to join, e.g. `_ses.<id>`; `None` keeps the caller's.
+    pub session_keyring: Option<String>,
 }
 
 fn rlimit_of(t: PosixRlimitType) -> (&'static str, i32) {
@@ -274,6 +278,7 @@ fn empty_plan(role: Role, security: SecurityPlan) -> SpawnPlan {
         security,
         create_container_hooks: Vec::new(),
         start_container_hooks: Vec::new(),
+        session_keyring: None,
     }
 }
 
@@ -291,6 +296,7 @@ pub fn plan_init(spec: &Spec, bundle: &Path, opts: &SpawnOptions) -> Result<Spaw
     let mut plan = empty_plan(Role::Init, security);
     plan_process(process, &mut plan)?;
     plan.preserve_fds = opts.preserve_fds;
+    plan.session_keyring = opts.session_keyring.clone();
 
     let mut namespaces: Vec<NsPlan> = linux
         .namespaces()

@@ -152,3 +152,14 @@ pub(crate) fn open_pty_peer(master: BorrowedFd<'_>) -> Result<std::os::fd::Owned
     // SAFETY: the ioctl returned a fresh descriptor that nothing else owns.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
+
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)`: gives the container a session keyring of its
+/// own instead of sharing the runtime's (runc does the same unless `--no-new-keyring`).
+pub(crate) fn join_session_keyring(name: &std::ffi::CStr) -> Result<(), Errno> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: the name pointer refers to a NUL-terminated string alive for the call; the
+    // kernel only reads it.
+    let res =
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    Errno::result(res).map(drop)
+}

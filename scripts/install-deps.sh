@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every Debian package Berth's build, tests and quickstart need (Debian 12, as root).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(
+  # build
+  gcc libc6-dev pkg-config libseccomp-dev
+  # fixtures: a static busybox for container root filesystems
+  busybox-static
+  # peers and real clients of an OCI runtime, used by the conformance and end-to-end tests
+  runc crun containerd podman uidmap
+  # images: a real registry and daemonless image tools
+  docker-registry skopeo umoci openssl
+  # networking tools used by tests
+  iproute2 nftables iptables
+  # the cgroup v2 / AppArmor VM (../shared/vm) and misc tools
+  qemu-system-x86 xz-utils jq util-linux procps file
+)
+if [ "${BERTH_SKIP_APT_UPDATE:-0}" != 1 ]; then
+  apt-get update -qq
+fi
+apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+# podman as root on these hosts: no systemd, and RLIMIT_NOFILE is capped at 20000.
+mkdir -p /etc/containers
+if [ ! -f /etc/containers/containers.conf ] || ! grep -q berth /etc/containers/containers.conf; then
+  cat > /etc/containers/containers.conf <<'CONF'
+# written by berth scripts/install-deps.sh
+[containers]
+default_ulimits = ["nofile=20000:20000"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+fi

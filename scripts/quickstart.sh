@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Quickstart: install what Berth needs, build it, and run a container from a busybox root
+# filesystem made offline from Debian's busybox-static.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 2; }
+bash scripts/install-deps.sh
+cargo build --release -p berth-runc
+bin=$PWD/target/release/berth-runc
+
+bundle=$(mktemp -d /tmp/berth-quickstart.XXXXXX)
+trap 'rm -rf --one-file-system "$bundle"' EXIT
+mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/proc" "$bundle/rootfs/sys" "$bundle/rootfs/dev" "$bundle/rootfs/tmp" "$bundle/rootfs/etc"
+cp /bin/busybox "$bundle/rootfs/bin/busybox"
+for applet in sh ls cat echo hostname id uname ps; do ln -s busybox "$bundle/rootfs/bin/$applet"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$bundle/rootfs/etc/passwd"
+echo 'root:x:0:' > "$bundle/rootfs/etc/group"
+(cd "$bundle" && "$bin" spec)
+# A non-interactive process, a hostname, and a cgroup of our own (never below the caller's).
+jq '.process.terminal = false
+    | .process.args = ["sh", "-c", "echo hello from $(hostname), pid $$, as $(id -u); ls /"]
+    | .hostname = "berth-quickstart"
+    | .linux.cgroupsPath = "/berth-quickstart"' "$bundle/config.json" > "$bundle/config.json.new"
+mv "$bundle/config.json.new" "$bundle/config.json"
+"$bin" --root /run/berth-quickstart run --bundle "$bundle" quickstart-$$

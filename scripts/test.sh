@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs Berth's whole test suite as root: formatting, lints, unit and privileged tests on this
+# host (cgroup v1/hybrid), the cgroup v2 + AppArmor tier in the VM of ../shared/vm, and the
+# end-to-end tests against containerd, podman and a local registry. The last line is
+# nextest's summary of the host tests; the VM tier's result is printed just before it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "scripts/test.sh must run as root (the privileged tests need it)" >&2; exit 2; }
+
+bash scripts/install-deps.sh || { echo "installing Debian packages failed" >&2; exit 1; }
+
+set -e
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== build"
+cargo build --workspace --quiet
+cargo test --workspace --no-run --quiet 2>/dev/null
+set +e
+
+vm_status=0
+if [ -x scripts/test-vm.sh ] && [ -x ../shared/vm/vm-run.sh ]; then
+  echo "== cgroup v2 + AppArmor tier (VM)"
+  bash scripts/test-vm.sh
+  vm_status=$?
+  echo "== VM tier exit status: $vm_status"
+else
+  echo "== VM tier: ../shared/vm/vm-run.sh not found, not run"
+  vm_status=1
+fi
+
+echo "== host tests (unit, privileged, end to end)"
+cargo nextest run --workspace --no-fail-fast --profile ci
+host_status=$?
+if [ $vm_status -ne 0 ] && [ $host_status -eq 0 ]; then
+  echo "the VM tier failed (see above)" >&2
+  exit 1
+fi
+exit $host_status
