@@ -1159,3 +1159,19 @@ pub fn mount_at<'a>(probe: &'a Value, target: &str) -> Option<&'a Value> {
         .rev()
         .find(|m| m["target"] == target)
 }
+
+/// Asserts that a failed or deleted container left nothing behind: no state (neither `state`
+/// nor a directory in the runtime root), no cgroup in any hierarchy, no mount under the bundle.
+pub fn assert_nothing_left(rt: &Runtime, id: &str, bundle: &Bundle) {
+    let st = rt.cmd(&["state", id]);
+    assert!(!st.success(), "state still answers for {id}: {st}");
+    assert!(
+        !rt.root().join(id).exists(),
+        "state directory {} left behind",
+        rt.root().join(id).display()
+    );
+    let dirs = cgroup_dirs(bundle.cgroup_path());
+    assert!(dirs.is_empty(), "cgroup left behind: {dirs:?}");
+    let mounts = host_mounts_under(bundle.path());
+    assert!(mounts.is_empty(), "mounts left behind: {mounts:?}");
+}

@@ -17,6 +17,8 @@
 //! - `fds PID`: the fds of `/proc/PID/fd` with their link targets.
 //! - `exe-attack MILLIS`: for MILLIS ms, open every other process's `/proc/N/exe` for writing
 //!   (the CVE-2019-5736 attack, minus the write); reports attempts and successes.
+//! - `spawn N`: try to start N `/bin/sleep` children (pids limit tests); reports how many
+//!   started and the first error, then kills and reaps them.
 //! - `exit CODE`: exit with CODE (exit-code propagation tests).
 
 use serde_json::{json, Map, Value};
@@ -48,6 +50,9 @@ fn main() {
         "exe-attack" => one_arg(rest)
             .and_then(|ms| ms.parse().ok())
             .map_or_else(usage, exe_attack),
+        "spawn" => one_arg(rest)
+            .and_then(|n| n.parse().ok())
+            .map_or_else(usage, spawn),
         "exit" => {
             let code = one_arg(rest).and_then(|c| c.parse().ok()).unwrap_or(1);
             std::process::exit(code);
@@ -65,7 +70,7 @@ fn one_arg(rest: &[String]) -> Option<&str> {
 }
 
 fn usage() -> Value {
-    eprintln!("usage: probe [dump [SYSCTL...] | stat PATH... | read PATH | write PATH TEXT | open-write PATH | fds PID | exe-attack MILLIS | exit CODE]");
+    eprintln!("usage: probe [dump [SYSCTL...] | stat PATH... | read PATH | write PATH TEXT | open-write PATH | fds PID | exe-attack MILLIS | spawn N | exit CODE]");
     std::process::exit(2);
 }
 
@@ -414,4 +419,22 @@ fn exe_attack(millis: u64) -> Value {
         std::thread::sleep(Duration::from_millis(1));
     }
     json!({ "attempts": attempts, "pids_seen": pids_seen, "opened_for_write": opened })
+}
+
+fn spawn(n: u32) -> Value {
+    let mut children = Vec::new();
+    let mut first_error = Value::Null;
+    for _ in 0..n {
+        match std::process::Command::new("/bin/sleep").arg("1000").spawn() {
+            Ok(c) => children.push(c),
+            Err(e) if first_error.is_null() => first_error = err_json(&e),
+            Err(_) => {}
+        }
+    }
+    let started = children.len();
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    json!({ "started": started, "error": first_error })
 }
