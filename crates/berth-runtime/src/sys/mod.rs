@@ -2,5 +2,6 @@
 //! file. Every `unsafe` block carries a `// SAFETY:` comment naming the invariant it relies on.
 
 pub(crate) mod mount;
+pub(crate) mod cgroup;
 pub(crate) mod process;
 pub(crate) mod socket;
