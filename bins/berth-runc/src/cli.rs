@@ -198,7 +198,7 @@ enum CliError {
     },
     #[error("invalid --user {0:?}: expected UID[:GID] as numbers")]
     User(String),
-    #[error("process.terminal is true: give --console-socket or run with --detach=false from a terminal (pty proxying is not supported yet)")]
+    #[error("process.terminal is true and the container is detached: give --console-socket to receive its pty")]
     NeedConsoleSocket,
     #[error("writing {path}")]
     Write {
@@ -290,6 +290,7 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
         bundle: a.bundle.clone(),
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
+        console_fd: None,
         preserve_fds: a.preserve_fds,
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
@@ -306,7 +307,25 @@ fn run(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool, log: &Logger) -> 
     } else {
         Some(ops::wait::block_signals().map_err(CliError::Wait)?)
     };
-    let created = ops::create::create(rt, &a.id, &create_options(a));
+    // terminal: true without a console socket: serve the pty ourselves (foreground only).
+    let wants_tty = a.console_socket.is_none()
+        && berth_runtime::spec::load(&a.bundle)
+            .ok()
+            .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
+            .unwrap_or(false);
+    if wants_tty && detach {
+        return Err(CliError::NeedConsoleSocket.into());
+    }
+    let mut opts = create_options(a);
+    let console = if wants_tty {
+        let (ours, theirs) = ops::console::socket_pair()?;
+        opts.console_fd = Some(theirs);
+        Some(ours)
+    } else {
+        None
+    };
+    let created = ops::create::create(rt, &a.id, &opts);
+    drop(opts);
     let pid = match created {
         Ok(pid) => pid,
         Err(e) => {
@@ -328,7 +347,12 @@ fn run(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool, log: &Logger) -> 
         }
     }
     let Some(set) = set else { return Ok(0) };
-    let code = ops::wait::wait_forwarding(pid, &set).map_err(CliError::Wait);
+    let code: Result<i32> = match console {
+        Some(ours) => ops::console::receive_master(&ours)
+            .and_then(|master| ops::console::serve(pid, master, &set))
+            .map_err(Into::into),
+        None => ops::wait::wait_forwarding(pid, &set).map_err(|e| CliError::Wait(e).into()),
+    };
     ops::wait::unblock_signals(&set);
     if !keep {
         match ops::delete::delete(rt, &a.id, true) {
@@ -442,9 +466,16 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<u8> {
             process_from_args(st.spec.process().clone().unwrap_or_default(), &a)?
         }
     };
-    if process.terminal().unwrap_or(false) && a.console_socket.is_none() {
+    let wants_tty = process.terminal().unwrap_or(false) && a.console_socket.is_none();
+    if wants_tty && a.detach {
         return Err(CliError::NeedConsoleSocket.into());
     }
+    let (console, console_fd) = if wants_tty {
+        let (ours, theirs) = ops::console::socket_pair()?;
+        (Some(ours), Some(theirs))
+    } else {
+        (None, None)
+    };
     if !a.detach {
         ops::wait::become_subreaper().map_err(CliError::Wait)?;
     }
@@ -459,6 +490,7 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<u8> {
         ExecOptions {
             process,
             console_socket: a.console_socket.clone(),
+            console_fd,
             pid_file: a.pid_file.clone(),
             preserve_fds: a.preserve_fds,
         },
@@ -473,9 +505,15 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<u8> {
         }
     };
     let Some(set) = set else { return Ok(0) };
-    let code = ops::wait::wait_forwarding(pid, &set).map_err(CliError::Wait)?;
+    let code = match console {
+        Some(ours) => ops::console::receive_master(&ours)
+            .and_then(|master| ops::console::serve(pid, master, &set))
+            .map_err(Box::<dyn std::error::Error>::from),
+        None => ops::wait::wait_forwarding(pid, &set)
+            .map_err(|e| Box::<dyn std::error::Error>::from(CliError::Wait(e))),
+    };
     ops::wait::unblock_signals(&set);
-    Ok(code as u8)
+    Ok(code? as u8)
 }
 
 fn read_process(path: &Path) -> Result<Process> {

@@ -18,11 +18,14 @@ use crate::spec::{self, SpecError};
 use crate::state::{self, ContainerDir, ContainerState, StateError, Status, EXEC_FIFO};
 
 /// Options of `create` beyond the bundle.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct CreateOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// An already connected console socket (the caller serves the pty itself); it takes
+    /// precedence over `console_socket`.
+    pub console_fd: Option<OwnedFd>,
     pub preserve_fds: i32,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
@@ -189,9 +192,16 @@ fn create_in(
                 source,
             }
         })?;
-    let console_socket = match &opts.console_socket {
-        Some(path) => Some(connect_console(path)?),
-        None => None,
+    let console_socket = match (&opts.console_fd, &opts.console_socket) {
+        (Some(fd), _) => Some(
+            fd.try_clone()
+                .map_err(|source| CreateError::ConsoleSocket {
+                    path: PathBuf::from("(socketpair)"),
+                    source,
+                })?,
+        ),
+        (None, Some(path)) => Some(connect_console(path)?),
+        (None, None) => None,
     };
 
     let hooks = spec.hooks().clone();

@@ -15,10 +15,12 @@ use crate::spawn::plan::{plan_exec, PlanError};
 use crate::state::{StateError, Status};
 
 /// Options of `exec`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ExecOptions {
     pub process: Process,
     pub console_socket: Option<PathBuf>,
+    /// An already connected console socket; takes precedence over `console_socket`.
+    pub console_fd: Option<OwnedFd>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
 }
@@ -57,16 +59,15 @@ pub fn exec(rt: &Runtime, id: &str, opts: ExecOptions) -> Result<i32, ExecError>
         .into());
     }
     let plan = plan_exec(&st.spec, &opts.process, st.pid, opts.preserve_fds)?;
-    let console_socket: Option<OwnedFd> = match &opts.console_socket {
-        Some(path) => Some(
-            UnixStream::connect(path)
-                .map(OwnedFd::from)
-                .map_err(|source| ExecError::ConsoleSocket {
-                    path: path.clone(),
-                    source,
-                })?,
-        ),
-        None => None,
+    let console_socket: Option<OwnedFd> = match (opts.console_fd, &opts.console_socket) {
+        (Some(fd), _) => Some(fd),
+        (None, Some(path)) => Some(UnixStream::connect(path).map(OwnedFd::from).map_err(
+            |source| ExecError::ConsoleSocket {
+                path: path.clone(),
+                source,
+            },
+        )?),
+        (None, None) => None,
     };
     let spawned = spawn(
         &plan,

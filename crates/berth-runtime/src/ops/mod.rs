@@ -1,6 +1,7 @@
 //! One module per runtime verb. Each takes the runtime root and its own options and returns
 //! its own error type; the CLI maps them to messages and exit codes.
 
+pub mod console;
 pub mod create;
 pub mod delete;
 pub mod exec;
