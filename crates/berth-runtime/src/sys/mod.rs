@@ -4,4 +4,6 @@
 pub(crate) mod mount;
 pub(crate) mod cgroup;
 pub(crate) mod process;
+pub(crate) mod seccomp;
+pub(crate) mod security;
 pub(crate) mod socket;
