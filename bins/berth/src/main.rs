@@ -1,1 +1,388 @@
-fn main() {}
+//! `berth`: Berth's Docker-like command line. For now, the image commands.
+//!
+//! Thin by design: parse arguments, call one `berth-image` function, report. Errors are printed
+//! once with their cause chain (`berth: pulling x: layer sha256:..: fetching: ...`).
+//! Exit codes: 0 success, 1 the command failed, 2 usage error (from clap).
+
+mod format;
+mod progress;
+
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berth_image::auth::{self, Credentials};
+use berth_image::pull::{self, PullOptions};
+use berth_image::registry::{Client, RegistryOptions};
+use berth_image::store::Store;
+use berth_image::{Platform, Reference};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "A daemonless container engine")]
+struct Cli {
+    /// Root of Berth's storage.
+    #[arg(long, global = true, default_value = "/var/lib/berth")]
+    root: PathBuf,
+    /// A registry (host:port) that may be reached over plain HTTP (repeatable).
+    #[arg(long = "insecure-registry", global = true)]
+    insecure: Vec<String>,
+    /// Directory of per-registry CA certificates (HOST:PORT/ca.crt), replacing the defaults
+    /// /etc/berth/certs.d and /etc/docker/certs.d (repeatable).
+    #[arg(long = "certs-dir", global = true)]
+    certs_dirs: Vec<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Download an image from a registry.
+    Pull(PullArgs),
+    /// Upload an image to a registry.
+    Push(PushArgs),
+    /// List images.
+    Images(ImagesArgs),
+    /// Remove images.
+    Rmi(RmiArgs),
+    /// Give an image another name.
+    Tag { source: String, target: String },
+    /// Show the history of an image.
+    History(HistoryArgs),
+    /// Log in to a registry.
+    Login(LoginArgs),
+    /// Log out from a registry.
+    Logout { registry: String },
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Manage Berth.
+    #[command(subcommand)]
+    System(SystemCmd),
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    Pull(PullArgs),
+    Push(PushArgs),
+    #[command(alias = "list")]
+    Ls(ImagesArgs),
+    Rm(RmiArgs),
+    Tag {
+        source: String,
+        target: String,
+    },
+    History(HistoryArgs),
+    /// Show details of images as JSON.
+    Inspect {
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove unused images, layers and blobs.
+    Prune {
+        /// Remove all images no container uses, not only untagged ones.
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask (Berth never asks; accepted for Docker compatibility).
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SystemCmd {
+    /// Show disk usage.
+    Df {
+        #[arg(long)]
+        format: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct PullArgs {
+    image: String,
+    /// os/arch[/variant] to pick from a multi-platform image (default: this host's).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Print only the image reference.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct PushArgs {
+    image: String,
+    /// Where to push (default: the image's own name).
+    destination: Option<String>,
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct ImagesArgs {
+    /// Show only image IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Show digests.
+    #[arg(long)]
+    digests: bool,
+    /// `json`, or a template with {{.Repository}} {{.Tag}} {{.ID}} {{.Digest}} {{.Size}} ...
+    #[arg(long)]
+    format: Option<String>,
+    /// Show untagged images too (they are always shown; accepted for compatibility).
+    #[arg(short, long)]
+    all: bool,
+    /// Do not truncate IDs.
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+#[derive(clap::Args)]
+struct RmiArgs {
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct HistoryArgs {
+    image: String,
+    #[arg(short, long)]
+    quiet: bool,
+    #[arg(long)]
+    format: Option<String>,
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+#[derive(clap::Args)]
+struct LoginArgs {
+    registry: String,
+    #[arg(short, long)]
+    username: Option<String>,
+    #[arg(short, long)]
+    password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = format!("berth: {e}");
+            let mut src = e.source();
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            eprintln!("{msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn registry_options(cli: &Cli) -> RegistryOptions {
+    let mut o = RegistryOptions {
+        insecure: cli.insecure.clone(),
+        ..RegistryOptions::default()
+    };
+    if !cli.certs_dirs.is_empty() {
+        o.cert_dirs = cli.certs_dirs.clone();
+    }
+    o
+}
+
+fn run(cli: Cli) -> Res {
+    let reg = registry_options(&cli);
+    let root = cli.root.clone();
+    let store = || Store::open(&root);
+    match cli.cmd {
+        Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => cmd_pull(&store()?, a, reg),
+        Cmd::Push(a) | Cmd::Image(ImageCmd::Push(a)) => cmd_push(&store()?, a, &reg),
+        Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => format::images(&store()?, &a),
+        Cmd::Rmi(a) | Cmd::Image(ImageCmd::Rm(a)) => cmd_rmi(&store()?, a),
+        Cmd::Tag { source, target } | Cmd::Image(ImageCmd::Tag { source, target }) => {
+            let target: Reference = target.parse()?;
+            store()?.tag(&source, &target)?;
+            Ok(())
+        }
+        Cmd::History(a) | Cmd::Image(ImageCmd::History(a)) => format::history(&store()?, &a),
+        Cmd::Image(ImageCmd::Inspect { format, images }) => {
+            format::inspect(&store()?, &images, format.as_deref())
+        }
+        Cmd::Image(ImageCmd::Prune { all, force: _ }) => cmd_prune(&store()?, all),
+        Cmd::System(SystemCmd::Df { format }) => format::df(&store()?, format.as_deref()),
+        Cmd::Login(a) => cmd_login(a, reg),
+        Cmd::Logout { registry } => cmd_logout(&registry),
+    }
+}
+
+fn cmd_pull(store: &Store, a: PullArgs, registry: RegistryOptions) -> Res {
+    let reference: Reference = a.image.parse()?;
+    let mut opts = PullOptions {
+        registry,
+        ..PullOptions::default()
+    };
+    if let Some(p) = &a.platform {
+        opts.platform = p.parse::<Platform>()?;
+    }
+    let rec = if a.quiet {
+        pull::pull(store, &reference, &opts, &pull::NoProgress)?
+    } else if io::stderr().is_terminal() {
+        let p = progress::Bars::new();
+        pull::pull(store, &reference, &opts, &p)?
+    } else {
+        pull::pull(store, &reference, &opts, &progress::Lines)?
+    };
+    if !a.quiet {
+        println!("Digest: {}", rec.manifest_digest);
+        println!(
+            "Status: image {reference} is in the store as {}",
+            rec.id.short()
+        );
+    }
+    println!("{reference}");
+    Ok(())
+}
+
+fn cmd_push(store: &Store, a: PushArgs, reg: &RegistryOptions) -> Res {
+    let target: Reference = a.destination.as_deref().unwrap_or(&a.image).parse()?;
+    let quiet = a.quiet;
+    let report = berth_image::push::push(store, &a.image, &target, reg, |d, sent| {
+        if !quiet {
+            let what = if sent {
+                "Pushed"
+            } else {
+                "Layer already exists"
+            };
+            println!("{}: {what}", d.short());
+        }
+    })?;
+    if let Some(d) = report.manifest {
+        println!("{target}: digest: {d}");
+    }
+    Ok(())
+}
+
+fn cmd_rmi(store: &Store, a: RmiArgs) -> Res {
+    let mut failed = None;
+    for img in &a.images {
+        match store.remove_image(img, a.force) {
+            Ok((untagged, deleted)) => {
+                for t in untagged {
+                    println!("Untagged: {t}");
+                }
+                if let Some(id) = deleted {
+                    println!("Deleted: {id}");
+                }
+            }
+            Err(e) => {
+                eprintln!("berth: {e}");
+                failed = Some(e);
+            }
+        }
+    }
+    // Layers no image uses any more go now, so the space really comes back.
+    store.gc()?;
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+fn cmd_prune(store: &Store, all: bool) -> Res {
+    let tags = store.tags()?;
+    let mut removed = 0;
+    for rec in store.records()? {
+        let tagged = tags.values().any(|v| *v == rec.id);
+        if (tagged && !all) || !store.snapshot_users(&rec.id)?.is_empty() {
+            continue;
+        }
+        let (_, deleted) = store.remove_image(&rec.id.to_string(), true)?;
+        if let Some(id) = deleted {
+            println!("Deleted: {id}");
+            removed += 1;
+        }
+    }
+    let st = store.gc()?;
+    println!(
+        "Deleted images: {removed}, layers: {}, blobs: {}",
+        st.layers_removed, st.blobs_removed
+    );
+    println!(
+        "Total reclaimed space: {}",
+        format::human(st.bytes_reclaimed)
+    );
+    Ok(())
+}
+
+fn registry_of(arg: &str) -> String {
+    let a = arg
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    match a {
+        "index.docker.io/v1" | "index.docker.io" | "registry-1.docker.io" | "docker.io" => {
+            berth_image::reference::DOCKER_HUB.into()
+        }
+        other => other.into(),
+    }
+}
+
+fn cmd_login(a: LoginArgs, mut reg: RegistryOptions) -> Res {
+    let registry = registry_of(&a.registry);
+    let username = match a.username {
+        Some(u) => u,
+        None => {
+            eprint!("Username: ");
+            let mut u = String::new();
+            io::stdin().lock().read_line(&mut u)?;
+            u.trim().to_string()
+        }
+    };
+    let password = if a.password_stdin {
+        let mut p = String::new();
+        io::stdin().read_to_string(&mut p)?;
+        p.trim_end_matches(['\n', '\r']).to_string()
+    } else if let Some(p) = a.password {
+        p
+    } else {
+        eprint!("Password: ");
+        io::stderr().flush()?;
+        let mut p = String::new();
+        io::stdin().lock().read_line(&mut p)?;
+        p.trim_end_matches(['\n', '\r']).to_string()
+    };
+    let creds = Credentials { username, password };
+    reg.credentials = Some(creds.clone());
+    let host = if registry == berth_image::reference::DOCKER_HUB {
+        berth_image::reference::DOCKER_HUB_API.to_string()
+    } else {
+        registry.clone()
+    };
+    // Verify before saving: a wrong password fails here, not at the next pull.
+    Client::for_registry(&registry, &host, &reg)?.ping()?;
+    let file = auth::login_file()?;
+    auth::store_credentials(&file, &registry, &creds)?;
+    println!("Login Succeeded");
+    Ok(())
+}
+
+fn cmd_logout(registry: &str) -> Res {
+    let registry = registry_of(registry);
+    let file = auth::login_file()?;
+    if auth::remove_credentials(&file, &registry)? {
+        println!("Removing login credentials for {registry}");
+    } else {
+        println!("Not logged in to {registry}");
+    }
+    Ok(())
+}

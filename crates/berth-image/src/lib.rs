@@ -7,10 +7,14 @@
 //! and must not depend on `berth-runtime`.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod digest;
 pub mod extract;
 pub mod manifest;
+pub mod pull;
+pub mod push;
 pub mod reference;
+pub mod registry;
 pub mod snapshot;
 pub mod store;
 

@@ -66,7 +66,9 @@ pub enum SnapshotError {
     NotFound { id: String },
     #[error("layer {chain} of image {image} is not in the store")]
     MissingLayer { image: Digest, chain: Digest },
-    #[error("overlay mount data for {layers} layers exceeds one page; this kernel lacks lowerdir+")]
+    #[error(
+        "overlay mount data for {layers} layers exceeds one page; this kernel lacks lowerdir+"
+    )]
     TooManyLayers { layers: usize },
     #[error("cannot {step} for snapshot {id}")]
     Io {
@@ -212,8 +214,8 @@ impl Snapshotter {
         let dir = self.dir(id)?;
         let p = dir.join("snapshot.json");
         let b = fs::read(&p).map_err(|_| SnapshotError::NotFound { id: id.into() })?;
-        let rec: SnapshotRecord = serde_json::from_slice(&b)
-            .map_err(|source| StoreError::Json { path: p, source })?;
+        let rec: SnapshotRecord =
+            serde_json::from_slice(&b).map_err(|source| StoreError::Json { path: p, source })?;
         let snap = self.paths(&dir, &rec);
         Ok((rec, snap))
     }
@@ -284,8 +286,12 @@ fn mount_overlay_new_api(s: &Snapshot, target: &Path, userxattr: bool) -> Result
     }
     // 3. Create the superblock, make a detached mount of it, attach it at the target.
     rmount::fsconfig_create(&fsfd).map_err(errno)?;
-    let mfd = rmount::fsmount(&fsfd, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
-        .map_err(errno)?;
+    let mfd = rmount::fsmount(
+        &fsfd,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::empty(),
+    )
+    .map_err(errno)?;
     rmount::move_mount(
         &mfd,
         "",
@@ -320,11 +326,16 @@ fn mount_overlay_legacy(s: &Snapshot, target: &Path, userxattr: bool) -> Result<
         target: target.into(),
         source: io::Error::new(io::ErrorKind::InvalidInput, e),
     })?;
-    rmount::mount("overlay", target, "overlay", MountFlags::empty(), Some(data.as_c_str())).map_err(|e| {
-        SnapshotError::Mount {
-            target: target.into(),
-            source: errno(e),
-        }
+    rmount::mount(
+        "overlay",
+        target,
+        "overlay",
+        MountFlags::empty(),
+        Some(data.as_c_str()),
+    )
+    .map_err(|e| SnapshotError::Mount {
+        target: target.into(),
+        source: errno(e),
     })
 }
 

@@ -210,12 +210,18 @@ impl Store {
 
     /// One extractor per layer at a time; the others wait and then find it present.
     pub fn lock_layer(&self, chain: &Digest) -> Result<Lock, StoreError> {
-        self.lock(&format!("layer-{}.lock", chain.hex()), FlockOperation::LockExclusive)
+        self.lock(
+            &format!("layer-{}.lock", chain.hex()),
+            FlockOperation::LockExclusive,
+        )
     }
 
     /// One writer per blob at a time (two images may share a blob at different chain IDs).
     pub fn lock_blob(&self, digest: &Digest) -> Result<Lock, StoreError> {
-        self.lock(&format!("blob-{}.lock", digest.hex()), FlockOperation::LockExclusive)
+        self.lock(
+            &format!("blob-{}.lock", digest.hex()),
+            FlockOperation::LockExclusive,
+        )
     }
 
     // ---- blobs
@@ -331,7 +337,9 @@ impl Store {
     pub fn tags(&self) -> Result<BTreeMap<String, Digest>, StoreError> {
         let p = self.tags_path();
         match fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|source| StoreError::Json { path: p, source }),
+            Ok(b) => {
+                serde_json::from_slice(&b).map_err(|source| StoreError::Json { path: p, source })
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(io_err("read", &p)(e)),
         }
@@ -527,8 +535,8 @@ impl Store {
         for e in rd.flatten() {
             let p = e.path().join("snapshot.json");
             let Ok(b) = fs::read(&p) else { continue };
-            let s: crate::snapshot::SnapshotRecord =
-                serde_json::from_slice(&b).map_err(|source| StoreError::Json { path: p, source })?;
+            let s: crate::snapshot::SnapshotRecord = serde_json::from_slice(&b)
+                .map_err(|source| StoreError::Json { path: p, source })?;
             out.push((s.container_id, s.image_id, s.chain_ids));
         }
         Ok(out)
@@ -566,7 +574,11 @@ impl Store {
         let dir = self.image.join("layers");
         let mut out = Vec::new();
         for e in fs::read_dir(&dir).map_err(io_err("list", &dir))?.flatten() {
-            if let Some(d) = e.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) {
+            if let Some(d) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            {
                 out.push(d);
             }
         }
@@ -577,7 +589,11 @@ impl Store {
         let dir = self.image.join("blobs/sha256");
         let mut out = Vec::new();
         for e in fs::read_dir(&dir).map_err(io_err("list", &dir))?.flatten() {
-            if let Some(d) = e.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) {
+            if let Some(d) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            {
                 let size = e.metadata().map(|m| m.len()).unwrap_or(0);
                 out.push((d, size));
             }
