@@ -720,12 +720,33 @@ impl Cgroup {
         })
     }
 
-    /// Removes the directories this cgroup created, children first. Sub-cgroups that the
-    /// container made inside its own cgroup (nested runtimes) go too.
+    /// Removes the directories this cgroup created, children first. Below the container's
+    /// own cgroup, sub-cgroups the container made (nested runtimes) go too. A parent this
+    /// cgroup created that another container now uses as well (ENOTEMPTY, EBUSY) stays:
+    /// removing it is that container's job.
     fn remove_created(&self) -> Result<(), CgroupError> {
         let mut errors = Vec::new();
         for dir in self.created.iter().rev() {
-            if let Err(e) = remove_tree(dir) {
+            let result = if self.dirs.contains(dir) {
+                remove_tree(dir)
+            } else {
+                match fs::remove_dir(dir) {
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::ENOENT | libc::ENOTEMPTY | libc::EBUSY)
+                        ) =>
+                    {
+                        Ok(())
+                    }
+                    Err(source) => Err(CgroupError::Rmdir {
+                        path: dir.clone(),
+                        source,
+                    }),
+                    Ok(()) => Ok(()),
+                }
+            };
+            if let Err(e) = result {
                 errors.push(e);
             }
         }
@@ -1181,6 +1202,26 @@ mod tests {
         assert!(cg.open_v2_dir().unwrap().is_some());
         cg.destroy().unwrap();
         assert!(!fake.path("a").exists());
+    }
+
+    #[test]
+    fn a_shared_parent_and_its_other_children_survive_destroy() {
+        let fake = FakeFs::unified();
+        let mut a = Cgroup::resolve_in(&fake.layout, &me(), Some("/p/a"), "a").unwrap();
+        a.create(None).unwrap();
+        let mut b = Cgroup::resolve_in(&fake.layout, &me(), Some("/p/b"), "b").unwrap();
+        b.create(None).unwrap();
+        assert_eq!(a.created, [fake.path("p"), fake.path("p/a")]);
+        a.destroy().unwrap();
+        assert!(
+            fake.path("p/b").is_dir(),
+            "destroy removed another container's cgroup"
+        );
+        b.destroy().unwrap();
+        assert!(
+            fake.path("p").is_dir(),
+            "b did not create the parent, so it keeps it"
+        );
     }
 
     #[test]
