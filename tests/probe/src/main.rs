@@ -15,8 +15,9 @@
 //! - `write PATH TEXT`: try to write TEXT to PATH (no create, no truncate); reports success/error.
 //! - `open-write PATH`: try `open(PATH, O_WRONLY)` without writing; reports success/error.
 //! - `fds PID`: the fds of `/proc/PID/fd` with their link targets.
-//! - `exe-attack MILLIS`: for MILLIS ms, open every other process's `/proc/N/exe` for writing
-//!   (the CVE-2019-5736 attack, minus the write); reports attempts and successes.
+//! - `exe-attack STOPFILE`: until STOPFILE exists (at most 5 minutes), open every other
+//!   process's `/proc/N/exe` for writing (the CVE-2019-5736 attack, minus the write); reports
+//!   attempts and successes.
 //! - `spawn N`: try to start N `/bin/sleep` children (pids limit tests); reports how many
 //!   started and the first error, then kills and reaps them.
 //! - `exit CODE`: exit with CODE (exit-code propagation tests).
@@ -47,9 +48,7 @@ fn main() {
         },
         "open-write" => one_arg(rest).map_or_else(usage, open_write),
         "fds" => one_arg(rest).map_or_else(usage, |pid| fds(&format!("/proc/{pid}/fd"))),
-        "exe-attack" => one_arg(rest)
-            .and_then(|ms| ms.parse().ok())
-            .map_or_else(usage, exe_attack),
+        "exe-attack" => one_arg(rest).map_or_else(usage, exe_attack),
         "spawn" => one_arg(rest)
             .and_then(|n| n.parse().ok())
             .map_or_else(usage, spawn),
@@ -70,7 +69,7 @@ fn one_arg(rest: &[String]) -> Option<&str> {
 }
 
 fn usage() -> Value {
-    eprintln!("usage: probe [dump [SYSCTL...] | stat PATH... | read PATH | write PATH TEXT | open-write PATH | fds PID | exe-attack MILLIS | spawn N | exit CODE]");
+    eprintln!("usage: probe [dump [SYSCTL...] | stat PATH... | read PATH | write PATH TEXT | open-write PATH | fds PID | exe-attack STOPFILE | spawn N | exit CODE]");
     std::process::exit(2);
 }
 
@@ -391,13 +390,14 @@ fn dump(sysctl_names: &[String]) -> Value {
 /// `/proc/N/exe` for writing. A vulnerable runtime lets the open succeed (the attacker would then
 /// write into the host binary); a safe one gives ETXTBSY/EACCES/EPERM or an exe that is a sealed
 /// copy. The probe never writes, so a vulnerable runtime is reported, not destroyed.
-fn exe_attack(millis: u64) -> Value {
+fn exe_attack(stop_file: &str) -> Value {
     let me = std::process::id().to_string();
-    let deadline = Instant::now() + Duration::from_millis(millis);
+    // A safety net only: the host ends the attack by creating the stop file.
+    let deadline = Instant::now() + Duration::from_secs(300);
     let mut attempts = 0u64;
     let mut opened: Vec<Value> = Vec::new();
     let mut pids_seen = BTreeSet::new();
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !Path::new(stop_file).exists() {
         let Ok(entries) = fs::read_dir("/proc") else {
             break;
         };
