@@ -221,6 +221,12 @@ pub fn compile(rules: &[DeviceRule]) -> Vec<BpfInsn> {
         }
         prog.push(insn(ALU64_MOV_K, 0, 0, 0, i32::from(rule.allow)));
         prog.push(insn(JMP_EXIT, 0, 0, 0, 0));
+        if len == 0 {
+            // A rule that matches everything (`a *:* rwm`) decides every access: the earlier
+            // rules and the default are dead code, which the verifier refuses ("unreachable
+            // insn").
+            return prog;
+        }
     }
     prog.push(insn(ALU64_MOV_K, 0, 0, 0, 1));
     prog.push(insn(JMP_EXIT, 0, 0, 0, 0));
@@ -300,6 +306,25 @@ mod tests {
         assert!(run(&prog, DEV_BLOCK, ACC_MKNOD, 259, 1));
         // Wildcard minors: any pts.
         assert!(run(&prog, DEV_CHAR, ACC_READ | ACC_WRITE, 136, 42));
+    }
+
+    #[test]
+    fn nothing_follows_a_rule_that_matches_everything() {
+        let prog = compile(&spec_rules());
+        // The verifier refuses unreachable instructions: the program must end with the
+        // deny-all rule's verdict, not with an unreachable default.
+        let n = prog.len();
+        assert_eq!(prog[n - 2], insn(ALU64_MOV_K, 0, 0, 0, 0));
+        assert_eq!(prog[n - 1], insn(JMP_EXIT, 0, 0, 0, 0));
+        // Every jump lands inside the program.
+        for (pc, i) in prog.iter().enumerate() {
+            if i.code == JMP_JNE_K || i.code == JMP_JEQ_K {
+                assert!(
+                    pc + 1 + (i.off as usize) < n,
+                    "jump at {pc} leaves the program"
+                );
+            }
+        }
     }
 
     #[test]
