@@ -843,3 +843,71 @@ fn user_namespace_binds_host_devices_and_keeps_locked_flags() {
     assert_eq!(r.writes["/locked/x"], "EROFS");
     assert_eq!(r.writes["/newfile"], "EROFS");
 }
+
+#[test]
+fn cve_2021_30465_symlink_exchange_race_never_mounts_or_creates_outside_the_rootfs() {
+    if !is_root() {
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let fx = Fixture::new();
+    let vol = fx.rootfs().join("vol");
+    fs::create_dir_all(vol.join("dir")).unwrap();
+    symlink("/", vol.join("link")).unwrap();
+    let before = fx.sentinel_state();
+    let names: Vec<String> = (0..8)
+        .map(|i| format!("berth-race-{}-{i}", std::process::id()))
+        .collect();
+    let mounts: Vec<serde_json::Value> = names
+        .iter()
+        .map(|n| serde_json::json!({"destination": format!("/vol/dir/{n}"), "type": "tmpfs", "source": "tmpfs"}))
+        .collect();
+    let plan = fx
+        .plan(serde_json::json!({ "mounts": mounts }), false)
+        .unwrap();
+
+    // Swap `vol/dir` and `vol/link -> /` as fast as possible while the child mounts below
+    // `vol/dir` (the attack of CVE-2021-30465 and, for the target creation, CVE-2024-45310).
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let vol = fs::File::open(&vol).unwrap();
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                nix::fcntl::renameat2(
+                    &vol,
+                    "dir",
+                    &vol,
+                    "link",
+                    nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                )
+                .unwrap();
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    // A bounded number of rounds, enough to hit the window many times.
+    let mut succeeded = 0;
+    for _ in 0..25 {
+        let r = fx.run(&scenario(plan.clone(), &[], &[], false), &[]);
+        assert!(r.isolated);
+        if r.error.is_none() {
+            succeeded += 1;
+        }
+        for n in &names {
+            assert!(
+                !Path::new("/").join(n).exists(),
+                "{n} was created in the host's /"
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 0, "the swapper ran");
+    eprintln!("race: {succeeded}/25 rounds mounted everything, {swaps} swaps");
+    assert_eq!(fx.sentinel_state(), before);
+}

@@ -43,9 +43,14 @@ pub(super) fn prepare(plan: &RootfsPlan) -> Result<(), RootfsError> {
     .map_err(RootfsError::sys(Step::BindRootfs, &plan.rootfs))?;
 
     // 4. From here on, the rootfs is only reached through this descriptor.
-    let root = open_rootfs(&plan.rootfs)?;
+    let mut root = open_rootfs(&plan.rootfs)?;
     for m in &plan.mounts {
         mount_one(root.as_fd(), m)?;
+        if m.destination == Path::new("/") {
+            // Something is now mounted over the rootfs itself: later mounts go on top of it,
+            // not into the directory it hides.
+            root = open_rootfs(&plan.rootfs)?;
+        }
     }
 
     // 5. Device nodes and /dev symlinks, after the /dev tmpfs (if any) is in place.
@@ -131,23 +136,29 @@ fn mount_one(root: BorrowedFd<'_>, m: &MountPlan) -> Result<(), RootfsError> {
                 flags,
                 data,
             );
-            match res {
+            let host_fallback = match fstype.as_str() {
                 // sysfs cannot be mounted from a user namespace that does not own the network
-                // namespace: bind the host's /sys instead, as runc does.
-                Err(Errno::EPERM) if fstype == "sysfs" => {
+                // namespace, nor mqueue without owning the IPC namespace: bind the host's
+                // instead, as runc does.
+                "sysfs" => Some("/sys"),
+                "mqueue" => Some("/dev/mqueue"),
+                _ => None,
+            };
+            match (res, host_fallback) {
+                (Err(Errno::EPERM), Some(host_path)) => {
                     let host = open(
-                        "/sys",
+                        host_path,
                         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
                         Mode::empty(),
                     )
-                    .map_err(RootfsError::sys(Step::OpenSource, "/sys"))?;
+                    .map_err(RootfsError::sys(Step::OpenSource, host_path))?;
                     bind_fd(host.as_fd(), target.as_fd(), true)
                         .map_err(RootfsError::sys(Step::Mount, dest))?;
                     let mounted = reopen(root, dest)?;
                     remount_bind(mounted.as_fd(), flags)
                         .map_err(RootfsError::sys(Step::Remount, dest))?;
                 }
-                other => other.map_err(RootfsError::sys(Step::Mount, dest))?,
+                (other, _) => other.map_err(RootfsError::sys(Step::Mount, dest))?,
             }
             let mounted = reopen(root, dest)?;
             if !flags.contains(MsFlags::MS_REMOUNT) {
