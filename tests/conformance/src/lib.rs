@@ -1175,3 +1175,137 @@ pub fn assert_nothing_left(rt: &Runtime, id: &str, bundle: &Bundle) {
     let mounts = host_mounts_under(bundle.path());
     assert!(mounts.is_empty(), "mounts left behind: {mounts:?}");
 }
+
+/// True when every program in `tools` is on PATH; otherwise prints a visible skip message.
+pub fn have_tools(tools: &[&str]) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| !std::env::split_paths(&path).any(|d| d.join(t).is_file()))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("skipping: needs {missing:?} (apt-get install containerd umoci podman)");
+    }
+    missing.is_empty()
+}
+
+/// Runs a host command with a timeout; returns the output (stdout, stderr as text).
+pub fn host_cmd(program: &str, args: &[&str], env: &[(&str, &str)]) -> HostOutput {
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {program}: {e}"));
+    // Drain both pipes on threads so a chatty command cannot block on a full pipe.
+    let mut so = child.stdout.take().expect("stdout");
+    let mut se = child.stderr.take().expect("stderr");
+    let t1 = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = so.read_to_string(&mut s);
+        s
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let status = wait_with_timeout(&mut child, COMMAND_TIMEOUT)
+        .unwrap_or_else(|| panic!("{program} {args:?} hung; killed"));
+    HostOutput {
+        cmd: format!("{program} {}", args.join(" ")),
+        status,
+        stdout: t1.join().unwrap_or_default(),
+        stderr: t2.join().unwrap_or_default(),
+    }
+}
+
+/// What a host command did.
+#[derive(Debug)]
+pub struct HostOutput {
+    pub cmd: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl HostOutput {
+    pub fn assert_ok(&self) -> &Self {
+        assert!(self.status.success(), "{self}");
+        self
+    }
+}
+
+impl std::fmt::Display for HostOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` -> {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.cmd, self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Builds a busybox image offline in `dir`: the fixture rootfs as a plain tarball
+/// (`rootfs.tar`, for `podman import`) and as an OCI image archive (`oci.tar`, made with umoci,
+/// tagged `latest`, for `ctr images import`). Returns (rootfs.tar, oci.tar).
+pub fn build_busybox_images(dir: &Path) -> (PathBuf, PathBuf) {
+    let rootfs = dir.join("image-rootfs");
+    build_rootfs(&rootfs);
+    let rootfs_tar = dir.join("rootfs.tar");
+    let r = rootfs.to_string_lossy().into_owned();
+    let rt = rootfs_tar.to_string_lossy().into_owned();
+    host_cmd("tar", &["-C", &r, "-cf", &rt, "."], &[]).assert_ok();
+    let layout = dir.join("oci-layout");
+    let l = layout.to_string_lossy().into_owned();
+    let image = format!("{l}:latest");
+    host_cmd("umoci", &["init", "--layout", &l], &[]).assert_ok();
+    host_cmd("umoci", &["new", "--image", &image], &[]).assert_ok();
+    host_cmd("umoci", &["insert", "--image", &image, &r, "/"], &[]).assert_ok();
+    host_cmd(
+        "umoci",
+        &["config", "--image", &image, "--config.cmd", "/bin/sh"],
+        &[],
+    )
+    .assert_ok();
+    let oci_tar = dir.join("oci.tar");
+    let o = oci_tar.to_string_lossy().into_owned();
+    host_cmd("tar", &["-C", &l, "-cf", &o, "."], &[]).assert_ok();
+    (rootfs_tar, oci_tar)
+}
+
+/// PIDs of processes whose command line contains `needle` (to find, for example, the shims a
+/// test's private containerd started: their command line names its unique socket).
+pub fn pids_with_cmdline(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.filter_map(Result::ok) {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Unmounts (lazily, detached) every host mount under `dir`, deepest first. Used by guards of
+/// end-to-end tests whose tools (containerd, podman) mount below the test's own directory.
+pub fn unmount_all_under(dir: &Path) {
+    let mut mounts = host_mounts_under(dir);
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = Command::new("umount").args(["-l", &m]).status();
+    }
+}
