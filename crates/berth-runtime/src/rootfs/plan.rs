@@ -437,18 +437,20 @@ pub(super) fn build(
                     ))
                 }
             };
-            let major = u64::try_from(d.major()).map_err(|_| {
+            // makedev(3) takes 32-bit numbers.
+            let major = u32::try_from(d.major()).map(u64::from).map_err(|_| {
                 invalid(
                     format!("{field}.major"),
                     d.major().to_string(),
-                    "is negative",
+                    "is out of range (0 to 4294967295)",
                 )
             })?;
-            let minor = u64::try_from(d.minor()).map_err(|_| {
+            // makedev(3) takes 32-bit numbers.
+            let minor = u32::try_from(d.minor()).map(u64::from).map_err(|_| {
                 invalid(
                     format!("{field}.minor"),
                     d.minor().to_string(),
-                    "is negative",
+                    "is out of range (0 to 4294967295)",
                 )
             })?;
             let mode = d.file_mode().unwrap_or(0o666);
