@@ -221,6 +221,8 @@ fn processes_join_and_are_listed() {
         "{:?}",
         f.cg.pids()
     );
+    // CLONE_INTO_CGROUP needs the v2 directory fd, and it is only enough on a pure v2 host.
+    assert_eq!(f.cg.open_v2_dir().unwrap().is_some(), pure_v2());
 }
 
 #[test]
@@ -445,4 +447,58 @@ fn unified_keys_work_on_v2_and_are_refused_elsewhere() {
         let f = Fixture::new("unified", Some(&with("memory.high", "50000000"))).expect("create");
         assert_eq!(f.read("memory", "memory.high"), "49999872"); // rounded down to pages
     }
+}
+
+#[test]
+fn hugepage_limits_use_whichever_hierarchy_has_hugetlb() {
+    require_root!();
+    if !std::path::Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists() {
+        eprintln!("skipping: no 2MB huge pages on this kernel");
+        return;
+    }
+    let r = LinuxResourcesBuilder::default()
+        .hugepage_limits(vec![oci_spec::runtime::LinuxHugepageLimitBuilder::default(
+        )
+        .page_size("2MB")
+        .limit(4 << 20)
+        .build()
+        .unwrap()])
+        .build()
+        .unwrap();
+    let layout = Layout::detect().unwrap();
+    if !layout.has_controller("hugetlb") {
+        // This host: no v1 hugetlb hierarchy and an empty cgroup2 mount.
+        let err = Fixture::new("hugetlb-none", Some(&r))
+            .err()
+            .expect("must fail");
+        assert!(
+            matches!(
+                err,
+                CgroupError::ControllerUnavailable {
+                    controller: "hugetlb",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        return;
+    }
+    let f = Fixture::new("hugetlb", Some(&r)).expect("create");
+    let file = if layout.v1("hugetlb").is_some() {
+        "hugetlb.2MB.limit_in_bytes"
+    } else {
+        "hugetlb.2MB.max"
+    };
+    let dir =
+        f.cg.placements
+            .iter()
+            .find(|p| p.controllers.iter().any(|c| c == "hugetlb"))
+            .unwrap()
+            .dir
+            .clone();
+    assert_eq!(
+        fs::read_to_string(dir.join(file)).unwrap().trim(),
+        "4194304"
+    );
+    assert!(f.cg.stats().unwrap().hugetlb.contains_key("2MB"));
 }
