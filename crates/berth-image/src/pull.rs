@@ -380,7 +380,7 @@ fn ensure_layer(
         attempt += 1;
         match fetch_and_extract(store, client, repo, job, opts, progress) {
             Ok(()) => break,
-            Err((LayerError::Extract(e), Some(kind))) => {
+            Err((e, Some(kind))) => {
                 if attempt >= attempts {
                     return Err(LayerError::Interrupted {
                         attempts,
@@ -426,13 +426,20 @@ fn fetch_and_extract(
     let result = (|| {
         // Bytes already on disk (a finished blob, or a partial download) are read back first;
         // only the rest comes from the network, with a Range request.
-        let on_disk = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        let mut on_disk = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        if !have_blob && on_disk > job.size {
+            // Longer than the manifest says: not a prefix of this blob. Start over.
+            fs::remove_file(&partial).map_err(partial_err("remove", &partial))?;
+            on_disk = 0;
+        }
+        // A complete partial (killed between download and publish) needs no network at all.
+        let complete = have_blob || on_disk == job.size;
         let local = match File::open(&partial) {
             Ok(f) => Some(f),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(partial_err("open", &partial)(e)),
         };
-        let remote: Box<dyn Read + '_> = if have_blob {
+        let remote: Box<dyn Read + '_> = if complete {
             Box::new(io::empty())
         } else {
             let append = OpenOptions::new()
@@ -445,9 +452,16 @@ fn fetch_and_extract(
                 size: job.size,
                 resumed_at: on_disk,
             });
-            let body = client
-                .get_blob(repo, &job.digest, on_disk)
-                .map_err(|e| (LayerError::Fetch(e), None))?;
+            let body = match client.get_blob(repo, &job.digest, on_disk) {
+                Ok(b) => b,
+                // 416 Range Not Satisfiable: the partial file is not what the registry has
+                // (RFC 9110 section 15.5.17). Drop it; the retry starts from zero.
+                Err(e @ RegistryError::Status { status: 416, .. }) => {
+                    let _ = fs::remove_file(&partial);
+                    return Err((LayerError::Fetch(e), Some(io::ErrorKind::InvalidData)));
+                }
+                Err(e) => return Err((LayerError::Fetch(e), None)),
+            };
             Box::new(Tee {
                 inner: body,
                 file: append,
@@ -517,13 +531,13 @@ fn fetch_and_extract(
             )
             .map_err(|e| (LayerError::Store(e), None))
     })();
-    if let Err((e, _)) = result {
+    if let Err((e, retry)) = result {
         let _ = extract::remove_tree(&tmp);
         let net = *net_error.lock().expect("net error slot");
         // A network failure surfaces as an extraction read error: retry it, resuming.
-        return Err(match (e, net) {
-            (LayerError::Extract(x), Some(kind)) => (LayerError::Extract(x), Some(kind)),
-            (e, _) => (e, None),
+        return Err(match (e, net, retry) {
+            (LayerError::Extract(x), Some(kind), _) => (LayerError::Extract(x), Some(kind)),
+            (e, _, retry) => (e, retry),
         });
     }
     Ok(())

@@ -1,0 +1,545 @@
+//! End-to-end tests of the `berth` image commands against Debian's `docker-registry`.
+
+mod common;
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use berth_image::registry::RegistryOptions;
+use common::*;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+    // xorshift64*: incompressible enough that gzip cannot shrink it
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        v.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    v.truncate(n);
+    v
+}
+
+fn find_in_layers(root: &Path, rel: &str) -> Vec<std::path::PathBuf> {
+    layer_dirs(root)
+        .into_iter()
+        .map(|d| d.join("diff").join(rel))
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect()
+}
+
+#[test]
+fn pull_list_inspect_history_tag_rmi_over_plain_http() {
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(Auth::None, false);
+    let client = reg.client(&RegistryOptions::default());
+    let (base, wh) = (base_layer(), whiteout_layer());
+    let (mdigest, _) = push_image(&client, "busybox", "1", "amd64", &[&base, &wh], true);
+    let (root, home) = (tmp(), tmp());
+    let image = format!("{}/busybox:1", reg.host());
+
+    let out = ok(berth(root.path(), home.path())
+        .args(["pull", &image])
+        .output()
+        .unwrap());
+    assert!(out.contains(&format!("Digest: {mdigest}")), "{out}");
+    assert!(out.contains("Pull complete"), "{out}");
+
+    // Layers extracted in overlay form: whiteout device, opaque xattr, links, modes.
+    let bb = find_in_layers(root.path(), "bin/busybox");
+    assert_eq!(bb.len(), 1);
+    let m = bb[0].metadata().unwrap();
+    assert_eq!((m.mode() & 0o7777, m.nlink()), (0o755, 2));
+    assert_eq!(std::fs::read(&bb[0]).unwrap(), busybox());
+    let sh = &find_in_layers(root.path(), "bin/sh")[0];
+    assert_eq!(std::fs::read_link(sh).unwrap(), Path::new("busybox"));
+    let motd = find_in_layers(root.path(), "etc/motd");
+    assert_eq!(motd.len(), 2, "base file and whiteout");
+    let wh_node = motd
+        .iter()
+        .map(|p| p.symlink_metadata().unwrap())
+        .find(|m| m.file_type().is_char_device())
+        .expect("a whiteout device");
+    assert_eq!(wh_node.rdev(), 0);
+    let cache = find_in_layers(root.path(), "var/cache/new");
+    assert_eq!(cache.len(), 1);
+    let opq = cache[0].parent().unwrap();
+    let mut buf = [0u8; 4];
+    let n = rustix::fs::getxattr(opq, "trusted.overlay.opaque", &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"y");
+
+    // Listing and formats.
+    let out = ok(berth(root.path(), home.path())
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}} {{.Digest}}"])
+        .output()
+        .unwrap());
+    assert_eq!(out.trim(), format!("{}/busybox:1 {mdigest}", reg.host()));
+    let ids = ok(berth(root.path(), home.path())
+        .args(["images", "-q"])
+        .output()
+        .unwrap());
+    assert_eq!(ids.trim().len(), 12);
+    let out = ok(berth(root.path(), home.path())
+        .args(["images", "--digests"])
+        .output()
+        .unwrap());
+    assert!(
+        out.starts_with("REPOSITORY") && out.contains("DIGEST"),
+        "{out}"
+    );
+    let json = ok(berth(root.path(), home.path())
+        .args(["images", "--format", "json"])
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["Tag"], "1");
+
+    let out = ok(berth(root.path(), home.path())
+        .args(["image", "inspect", &image])
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["Architecture"], "amd64");
+    assert_eq!(v[0]["RootFS"]["Layers"].as_array().unwrap().len(), 2);
+    assert_eq!(v[0]["Config"]["Cmd"][0], "/bin/sh");
+    let out = ok(berth(root.path(), home.path())
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Os}}/{{.Architecture}}",
+            &image,
+        ])
+        .output()
+        .unwrap());
+    assert_eq!(out.trim(), "linux/amd64");
+    let out = ok(berth(root.path(), home.path())
+        .args(["history", &image])
+        .output()
+        .unwrap());
+    assert!(out.contains("layer 1") && out.contains("layer 0"), "{out}");
+
+    // Tag, then pull again: everything is already there.
+    ok(berth(root.path(), home.path())
+        .args(["tag", &image, "mine:latest"])
+        .output()
+        .unwrap());
+    let out = ok(berth(root.path(), home.path())
+        .args(["pull", &image])
+        .output()
+        .unwrap());
+    assert!(!out.contains("Pull complete"), "{out}");
+    let out = ok(berth(root.path(), home.path())
+        .args(["images", "--format", "{{.Repository}}"])
+        .output()
+        .unwrap());
+    assert!(out.contains("mine"), "{out}");
+
+    // rmi of one of two tags only untags; the last removes the image and its layers.
+    let out = ok(berth(root.path(), home.path())
+        .args(["rmi", "mine"])
+        .output()
+        .unwrap());
+    assert!(
+        out.contains("Untagged") && !out.contains("Deleted"),
+        "{out}"
+    );
+    assert_eq!(layer_dirs(root.path()).len(), 2);
+    let out = ok(berth(root.path(), home.path())
+        .args(["system", "df"])
+        .output()
+        .unwrap());
+    assert!(out.contains("Images"), "{out}");
+    let out = ok(berth(root.path(), home.path())
+        .args(["rmi", &image])
+        .output()
+        .unwrap());
+    assert!(out.contains("Deleted"), "{out}");
+    assert!(layer_dirs(root.path()).is_empty(), "layers not reclaimed");
+    let blobs = std::fs::read_dir(root.path().join("image/blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 0, "blobs not reclaimed");
+
+    // Bad input: unknown tag names the image and the registry's answer.
+    let err = fails(
+        berth(root.path(), home.path())
+            .args(["pull", &format!("{}/busybox:nope", reg.host())])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("busybox:nope") && err.contains("404"), "{err}");
+}
+
+#[test]
+fn multi_platform_index_selection() {
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(Auth::None, false);
+    let client = reg.client(&RegistryOptions::default());
+    let amd = base_layer();
+    let arm = layer(&[("arm64-marker", b"arm\n")]);
+    let (d_amd, b_amd) = push_image(&client, "multi", "amd64", "amd64", &[&amd], false);
+    let (d_arm, b_arm) = push_image(&client, "multi", "arm64", "arm64", &[&arm], true);
+    push_index(
+        &client,
+        "multi",
+        "latest",
+        &[
+            (&d_arm, b_arm.len(), "arm64"),
+            (&d_amd, b_amd.len(), "amd64"),
+        ],
+    );
+    let image = format!("{}/multi", reg.host());
+    let (root, home) = (tmp(), tmp());
+    let out = ok(berth(root.path(), home.path())
+        .args(["pull", "--platform", "linux/arm64", &image])
+        .output()
+        .unwrap());
+    assert!(out.contains("Pull complete"), "{out}");
+    assert_eq!(find_in_layers(root.path(), "arm64-marker").len(), 1);
+    let out = ok(berth(root.path(), home.path())
+        .args(["image", "inspect", "--format", "{{.Architecture}}", &image])
+        .output()
+        .unwrap());
+    assert_eq!(out.trim(), "arm64");
+    let err = fails(
+        berth(root.path(), home.path())
+            .args(["pull", "--platform", "linux/s390x", &image])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("linux/s390x") && err.contains("linux/amd64"),
+        "{err}"
+    );
+    if std::env::consts::ARCH == "x86_64" {
+        ok(berth(root.path(), home.path())
+            .args(["pull", "-q", &image])
+            .output()
+            .unwrap());
+        let out = ok(berth(root.path(), home.path())
+            .args(["image", "inspect", "--format", "{{.Architecture}}", &image])
+            .output()
+            .unwrap());
+        assert_eq!(out.trim(), "amd64", "default platform is the host's");
+    }
+}
+
+#[test]
+fn tls_registry_with_a_test_ca() {
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(Auth::None, true);
+    let certs = reg.certs_dir();
+    let opts = RegistryOptions {
+        cert_dirs: vec![certs.clone()],
+        ..RegistryOptions::default()
+    };
+    let client = reg.client(&opts);
+    push_image(&client, "busybox", "tls", "amd64", &[&base_layer()], true);
+    let image = format!("{}/busybox:tls", reg.host());
+    let (root, home) = (tmp(), tmp());
+    // Without the CA: refused (no silent downgrade succeeds against a TLS-only server).
+    let empty = tmp();
+    fails(
+        berth(root.path(), home.path())
+            .arg("--certs-dir")
+            .arg(empty.path())
+            .args(["pull", &image])
+            .output()
+            .unwrap(),
+    );
+    ok(berth(root.path(), home.path())
+        .arg("--certs-dir")
+        .arg(&certs)
+        .args(["pull", &image])
+        .output()
+        .unwrap());
+}
+
+#[test]
+fn htpasswd_basic_auth_login_logout() {
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(
+        Auth::Htpasswd {
+            user: "alice".into(),
+            password: "s3cret".into(),
+        },
+        true,
+    );
+    let certs = reg.certs_dir();
+    let opts = RegistryOptions {
+        cert_dirs: vec![certs.clone()],
+        credentials: Some(berth_image::auth::Credentials {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        }),
+        ..RegistryOptions::default()
+    };
+    push_image(
+        &reg.client(&opts),
+        "private",
+        "1",
+        "amd64",
+        &[&base_layer()],
+        true,
+    );
+    let image = format!("{}/private:1", reg.host());
+    let (root, home) = (tmp(), tmp());
+    let c = |args: &[&str]| {
+        let mut cmd = berth(root.path(), home.path());
+        cmd.arg("--certs-dir").arg(&certs).args(args);
+        cmd
+    };
+    let err = fails(c(&["pull", &image]).output().unwrap());
+    assert!(err.contains("401") && err.contains("private"), "{err}");
+    let err = fails(
+        c(&["login", "-u", "alice", "-p", "wrong", &reg.host()])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("401"), "{err}");
+    let out = ok(c(&["login", "-u", "alice", "-p", "s3cret", &reg.host()])
+        .output()
+        .unwrap());
+    assert!(out.contains("Login Succeeded"));
+    let auth = std::fs::read_to_string(home.path().join(".config/berth/auth.json")).unwrap();
+    assert!(auth.contains(&reg.host()));
+    ok(c(&["pull", &image]).output().unwrap());
+    ok(c(&["logout", &reg.host()]).output().unwrap());
+    ok(c(&["rmi", &image]).output().unwrap());
+    fails(c(&["pull", &image]).output().unwrap());
+    // Docker's config.json is read too.
+    std::fs::create_dir_all(home.path().join(".docker")).unwrap();
+    let b64 = base64_encode(b"alice:s3cret");
+    std::fs::write(
+        home.path().join(".docker/config.json"),
+        format!(r#"{{"auths": {{"{}": {{"auth": "{b64}"}}}}}}"#, reg.host()),
+    )
+    .unwrap();
+    ok(c(&["pull", &image]).output().unwrap());
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[test]
+fn sigkill_mid_pull_then_pull_again() {
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(Auth::None, false);
+    let client = reg.client(&RegistryOptions::default());
+    let big = layer(&[("data/blob", &pseudo_random(24 << 20, 7))]);
+    let base = base_layer();
+    push_image(&client, "big", "1", "amd64", &[&base, &big], true);
+    // 16 KiB per 2 ms: about 8 MB/s, so the 24 MB layer takes seconds.
+    let proxy = SlowProxy::start(reg.port, 16 * 1024, Duration::from_millis(2));
+    let image = format!("127.0.0.1:{}/big:1", proxy.port);
+    let (root, home) = (tmp(), tmp());
+    let mut child = berth(root.path(), home.path())
+        .args(["pull", &image])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = root
+        .path()
+        .join(format!("image/tmp/blob-{}.partial", big.digest.hex()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let len = partial.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > (2 << 20) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "download never started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "pull ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL, this test's own child
+    child.wait().unwrap();
+    let out = ok(berth(root.path(), home.path())
+        .args(["images", "-q"])
+        .output()
+        .unwrap());
+    assert!(
+        out.trim().is_empty(),
+        "an image was recorded by a killed pull: {out}"
+    );
+
+    let out = ok(berth(root.path(), home.path())
+        .args(["pull", &image])
+        .output()
+        .unwrap());
+    assert!(out.contains("Resuming download"), "{out}");
+    let data = find_in_layers(root.path(), "data/blob");
+    assert_eq!(data.len(), 1);
+    assert_eq!(std::fs::read(&data[0]).unwrap(), pseudo_random(24 << 20, 7));
+    assert!(!partial.exists());
+    let leftovers = std::fs::read_dir(root.path().join("image/tmp"))
+        .unwrap()
+        .count();
+    assert_eq!(leftovers, 0, "temporary files left behind");
+}
+
+#[test]
+fn concurrent_pulls_share_a_layer() {
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(Auth::None, false);
+    let client = reg.client(&RegistryOptions::default());
+    let base = layer(&[("data/shared", &pseudo_random(8 << 20, 3))]);
+    let a = layer(&[("a", b"a")]);
+    let b = layer(&[("b", b"b")]);
+    push_image(&client, "one", "1", "amd64", &[&base, &a], true);
+    push_image(&client, "two", "1", "amd64", &[&base, &b], false);
+    let proxy = SlowProxy::start(reg.port, 64 * 1024, Duration::from_millis(1));
+    let (root, home) = (tmp(), tmp());
+    let spawn = |name: &str| {
+        berth(root.path(), home.path())
+            .args(["pull", &format!("127.0.0.1:{}/{name}:1", proxy.port)])
+            .output()
+    };
+    let (r1, r2) = std::thread::scope(|s| {
+        let h1 = s.spawn(|| spawn("one").unwrap());
+        let h2 = s.spawn(|| spawn("two").unwrap());
+        (h1.join().unwrap(), h2.join().unwrap())
+    });
+    let (o1, o2) = (ok(r1), ok(r2));
+    // Exactly one of them downloaded the shared layer.
+    let short = base.digest.short().to_string();
+    let fetched = [&o1, &o2]
+        .iter()
+        .filter(|o| o.contains(&format!("{short}: Pull complete")))
+        .count();
+    assert_eq!(fetched, 1, "{o1}\n{o2}");
+    assert_eq!(layer_dirs(root.path()).len(), 3);
+    let out = ok(berth(root.path(), home.path())
+        .args(["images", "-q"])
+        .output()
+        .unwrap());
+    assert_eq!(out.lines().count(), 2);
+    // Removing one image keeps the shared layer for the other.
+    ok(berth(root.path(), home.path())
+        .args(["rmi", &format!("127.0.0.1:{}/one:1", proxy.port)])
+        .output()
+        .unwrap());
+    assert_eq!(layer_dirs(root.path()).len(), 2);
+    assert_eq!(find_in_layers(root.path(), "data/shared").len(), 1);
+}
+
+#[test]
+fn push_skips_blobs_the_registry_has() {
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(Auth::None, false);
+    let client = reg.client(&RegistryOptions::default());
+    push_image(
+        &client,
+        "src",
+        "1",
+        "amd64",
+        &[&base_layer(), &whiteout_layer()],
+        true,
+    );
+    let (root, home) = (tmp(), tmp());
+    let src = format!("{}/src:1", reg.host());
+    let dst = format!("{}/copy:2", reg.host());
+    ok(berth(root.path(), home.path())
+        .args(["pull", "-q", &src])
+        .output()
+        .unwrap());
+    let out = ok(berth(root.path(), home.path())
+        .args(["push", &src, &dst])
+        .output()
+        .unwrap());
+    assert_eq!(out.matches("Pushed").count(), 3, "{out}");
+    let out = ok(berth(root.path(), home.path())
+        .args(["push", &src, &dst])
+        .output()
+        .unwrap());
+    assert_eq!(out.matches("Layer already exists").count(), 3, "{out}");
+    // A fresh store pulls what was pushed.
+    let root2 = tmp();
+    ok(berth(root2.path(), home.path())
+        .args(["pull", &dst])
+        .output()
+        .unwrap());
+    if Path::new("/usr/bin/skopeo").exists() {
+        let o = std::process::Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", &format!("docker://{dst}")])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["Layers"].as_array().unwrap().len(), 2);
+    }
+}
+
+#[test]
+fn hostile_layer_is_refused_and_nothing_is_recorded() {
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(Auth::None, false);
+    let client = reg.client(&RegistryOptions::default());
+    // A symlink to / followed by a file through it.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_path("escape").unwrap();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_link_name("/").unwrap();
+    h.set_size(0);
+    h.set_cksum();
+    b.append(&h, &[][..]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_path("escape/tmp/berth-escaped").unwrap();
+    h.set_size(4);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, &b"evil"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let evil = common::Layer {
+        digest: berth_image::Digest::of(&tar),
+        diff_id: berth_image::Digest::of(&tar),
+        gz: tar,
+    };
+    push_image(&client, "evil", "1", "amd64", &[&evil], true);
+    let (root, home) = (tmp(), tmp());
+    let err = fails(
+        berth(root.path(), home.path())
+            .args(["pull", &format!("{}/evil:1", reg.host())])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("escape/tmp/berth-escaped"), "{err}");
+    assert!(err.contains(&evil.digest.to_string()), "{err}");
+    assert!(!Path::new("/tmp/berth-escaped").exists());
+    let out = ok(berth(root.path(), home.path())
+        .args(["images", "-q"])
+        .output()
+        .unwrap());
+    assert!(out.trim().is_empty());
+    assert!(layer_dirs(root.path()).is_empty());
+}
