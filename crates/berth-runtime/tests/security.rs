@@ -811,3 +811,62 @@ fn apparmor_profile_not_loaded_is_refused_before_anything_runs() {
         "{err}"
     );
 }
+
+#[test]
+fn custom_profile_errno_ret_arguments_and_kill_process_apply() {
+    const T: &str = "custom_profile_errno_ret_arguments_and_kill_process_apply";
+    if in_child(T) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let (spec, _) = child_apply();
+        report("getcwd", nix::unistd::getcwd());
+        // arg0 > 900000 AND arg1 == 0: only the first call matches the rule.
+        report("kill_match", kill(Pid::from_raw(999_999), None));
+        report(
+            "kill_other_signal",
+            kill(Pid::from_raw(999_999), Signal::SIGCONT),
+        );
+        report("kill_self", kill(nix::unistd::getpid(), None));
+        if spec.data["die"].as_bool() == Some(true) {
+            println!("PROBE before_getppid ok");
+            let _ = nix::unistd::getppid();
+            println!("PROBE after_getppid survived");
+        }
+        std::process::exit(0);
+    }
+    if skip_unless_root(T) {
+        return;
+    }
+    let seccomp: LinuxSeccomp = serde_json::from_value(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+        "syscalls": [
+            {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+            {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 18,
+             "args": [{"index": 0, "value": 900000, "op": "SCMP_CMP_GT"},
+                      {"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["getppid"], "action": "SCMP_ACT_KILL_PROCESS"},
+        ],
+    }))
+    .unwrap();
+    let spec = |die: bool| ChildSpec {
+        process: process(json!({"noNewPrivileges": true})),
+        seccomp: Some(seccomp.clone()),
+        exec_caps: vec![],
+        data: json!({"die": die}),
+    };
+    let out = run_child(T, &spec(false), &[]);
+    let s = stdout(&out);
+    assert_eq!(probe(&s, "getcwd"), "ENOSYS");
+    assert_eq!(probe(&s, "kill_match"), "EXDEV");
+    assert_eq!(probe(&s, "kill_other_signal"), "ESRCH");
+    assert_eq!(probe(&s, "kill_self"), "ok");
+
+    let out = run_child(T, &spec(true), &[]);
+    let s = stdout(&out);
+    assert_eq!(probe(&s, "before_getppid"), "ok");
+    assert!(!s.contains("survived"), "{s}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{:?}", out.status);
+}

@@ -645,6 +645,23 @@ mod tests {
     }
 
     #[test]
+    fn unreachable_listener_is_named() {
+        use std::os::fd::AsFd;
+        let fd = std::fs::File::open("/dev/null").unwrap();
+        let path = Path::new("/nonexistent/berth/agent.sock");
+        let err = send_to_listener(path, None, fd.as_fd(), r#"{"pid":1}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/berth/agent.sock"),
+            "{err}"
+        );
+        let err = send_to_listener(path, None, fd.as_fd(), "not json").unwrap_err();
+        assert!(matches!(
+            err,
+            SecurityError::Listener(ListenerError::State { .. })
+        ));
+    }
+
+    #[test]
     fn features_are_truthful_for_this_kernel() {
         let f = features();
         assert!(f.seccomp.enabled);
