@@ -492,7 +492,23 @@ fn compile_cached(
         }
     }
 
-    let bpf = export(&ctx)?;
+    let mut bpf = export(&ctx)?;
+    if default != LinuxSeccompAction::ScmpActAllow && default != LinuxSeccompAction::ScmpActLog {
+        let arches: Vec<ScmpArch> = std::iter::once(ScmpArch::native())
+            .chain(
+                profile
+                    .architectures()
+                    .iter()
+                    .flatten()
+                    .map(|a| scmp_arch(*a).0),
+            )
+            .collect();
+        let names = syscalls.iter().flat_map(|r| r.names().iter());
+        bpf = enosys_stub(&last_syscalls(&arches, names))
+            .into_iter()
+            .chain(bpf)
+            .collect();
+    }
     if let Some((dir, key)) = &key {
         cache_write(
             dir,
@@ -552,6 +568,177 @@ fn add_rule(
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// ENOSYS for syscalls newer than the profile (runc's libcontainer/seccomp/patchbpf).
+//
+// A syscall the profile has never heard of would get the default action, usually EPERM. For a
+// syscall newer than everything in the profile, ENOSYS is the right answer: libc then falls back
+// to the older call (as with clone3 and faccessat2 on older profiles), where EPERM makes programs
+// fail. A short stub in front of libseccomp's program returns ENOSYS when the syscall number is
+// above the highest one the profile names, per architecture.
+
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+/// `__X32_SYSCALL_BIT`: x32 syscalls arrive with the x86_64 audit arch and this bit set.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// The highest syscall number among `names` for each architecture: (audit arch, x32?, max).
+fn last_syscalls<'a>(
+    arches: &[ScmpArch],
+    names: impl Iterator<Item = &'a String> + Clone,
+) -> Vec<(u32, bool, u32)> {
+    let mut out: Vec<(u32, bool, u32)> = Vec::new();
+    for arch in arches {
+        let (audit, x32) = match arch {
+            ScmpArch::X32 => (AUDIT_ARCH_X86_64, true),
+            other => {
+                let Some((oci, _, _)) = ALL_ARCHES.iter().find(|(_, s, _)| s == other) else {
+                    continue;
+                };
+                (*oci as u32, false)
+            }
+        };
+        if out.iter().any(|(a, x, _)| *a == audit && *x == x32) {
+            continue;
+        }
+        let max = names
+            .clone()
+            .filter_map(|n| ScmpSyscall::from_name_by_arch(n, *arch).ok())
+            .map(i32::from)
+            .filter(|nr| *nr >= 0)
+            .max();
+        if let Some(max) = max {
+            out.push((audit, x32, max as u32));
+        }
+    }
+    out
+}
+
+fn insn(code: u16, jt: u8, jf: u8, k: u32) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[0..2].copy_from_slice(&code.to_ne_bytes());
+    b[2] = jt;
+    b[3] = jf;
+    b[4..8].copy_from_slice(&k.to_ne_bytes());
+    b
+}
+
+/// Classic BPF opcodes (`<linux/filter.h>`).
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JMP_JEQ_K: u16 = 0x15;
+const BPF_JMP_JGT_K: u16 = 0x25;
+const BPF_JMP_JSET_K: u16 = 0x45;
+const BPF_JMP_JA: u16 = 0x05;
+const BPF_RET_K: u16 = 0x06;
+/// `offsetof(struct seccomp_data, nr)` and `.arch`.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+
+/// A jump target in the stub, resolved once the layout is known.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The next instruction (offset 0).
+    Fall,
+    /// Skip one instruction.
+    SkipOne,
+    /// The next architecture's block (or END after the last one).
+    NextArch,
+    /// The `ja` over the ENOSYS return, into libseccomp's program.
+    End,
+    /// The `ret ERRNO(ENOSYS)`.
+    Enosys,
+}
+
+enum Op {
+    Load(u32),
+    Jeq(u32, Target, Target),
+    Jgt(u32, Target, Target),
+    Jset(u32, Target, Target),
+    JumpToEnd,
+}
+
+/// The stub: per architecture, `nr > max` goes to a final `ret ERRNO(ENOSYS)`; everything else
+/// jumps past it into libseccomp's program, which reloads what it needs.
+///
+/// ```text
+/// ld [arch]; jeq AUDIT, 0, NEXT; ld [nr]; jgt MAX, ENOSYS, END                 (other arches)
+/// ld [arch]; jeq X86_64, 0, NEXT; ld [nr]; jset X32_BIT, +1, 0;
+///            jgt MAX64, ENOSYS, END; jgt MAXX32, ENOSYS, END                    (x86_64 + x32)
+/// END: ja +1; ENOSYS: ret ERRNO|ENOSYS; <libseccomp program>
+/// ```
+fn enosys_stub(last: &[(u32, bool, u32)]) -> Vec<u8> {
+    let mut audits: Vec<u32> = Vec::new();
+    for (a, _, _) in last {
+        if !audits.contains(a) {
+            audits.push(*a);
+        }
+    }
+    if audits.is_empty() {
+        return Vec::new();
+    }
+    let max_of = |audit: u32, x32: bool| {
+        last.iter()
+            .find(|(a, x, _)| *a == audit && *x == x32)
+            .map(|l| l.2)
+    };
+    let bound = |max: Option<u32>| match max {
+        Some(m) => Op::Jgt(m, Target::Enosys, Target::End),
+        None => Op::JumpToEnd,
+    };
+    let mut blocks: Vec<Vec<Op>> = Vec::new();
+    for audit in audits {
+        let mut b = vec![
+            Op::Load(DATA_ARCH),
+            Op::Jeq(audit, Target::Fall, Target::NextArch),
+            Op::Load(DATA_NR),
+        ];
+        if audit == AUDIT_ARCH_X86_64 {
+            b.push(Op::Jset(X32_SYSCALL_BIT, Target::SkipOne, Target::Fall));
+            b.push(bound(max_of(audit, false)));
+            b.push(bound(max_of(audit, true)));
+        } else {
+            b.push(bound(max_of(audit, false)));
+        }
+        blocks.push(b);
+    }
+    let end_at = blocks.iter().map(Vec::len).sum::<usize>();
+    let enosys_at = end_at + 1;
+    let mut out = Vec::with_capacity((end_at + 2) * 8);
+    let mut pos = 0usize;
+    let count = blocks.len();
+    for (i, block) in blocks.into_iter().enumerate() {
+        let next_at = if i + 1 < count {
+            pos + block.len()
+        } else {
+            end_at
+        };
+        for op in block {
+            // Classic BPF jumps are relative to the next instruction and only go forward.
+            let off = |t: Target| -> u8 {
+                let to = match t {
+                    Target::Fall => return 0,
+                    Target::SkipOne => return 1,
+                    Target::NextArch => next_at,
+                    Target::End => end_at,
+                    Target::Enosys => enosys_at,
+                };
+                (to - pos - 1) as u8
+            };
+            let i = match op {
+                Op::Load(k) => insn(BPF_LD_W_ABS, 0, 0, k),
+                Op::Jeq(k, t, f) => insn(BPF_JMP_JEQ_K, off(t), off(f), k),
+                Op::Jgt(k, t, f) => insn(BPF_JMP_JGT_K, off(t), off(f), k),
+                Op::Jset(k, t, f) => insn(BPF_JMP_JSET_K, off(t), off(f), k),
+                Op::JumpToEnd => insn(BPF_JMP_JA, 0, 0, (end_at - pos - 1) as u32),
+            };
+            out.extend_from_slice(&i);
+            pos += 1;
+        }
+    }
+    out.extend_from_slice(&insn(BPF_JMP_JA, 0, 0, 1));
+    out.extend_from_slice(&insn(BPF_RET_K, 0, 0, 0x0005_0000 | libc::ENOSYS as u32));
+    out
+}
+
 fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>, SeccompError> {
     // seccomp_export_bpf_mem needs libseccomp 2.6; Debian 12 ships 2.5.4, so export into a
     // memfd and read it back.
@@ -578,7 +765,7 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>, SeccompError> {
 static CACHE_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// Bumped whenever the compilation rules above change, so stale programs are never reused.
-const CACHE_FORMAT: &str = "berth-seccomp-cache-v1";
+const CACHE_FORMAT: &str = "berth-seccomp-cache-v2";
 
 /// Enables the on-disk cache of compiled programs in `dir` (e.g. `<runtime root>/seccomp-cache`;
 /// created 0700 on first use). Without this call nothing is cached. The first call wins.
@@ -1242,6 +1429,65 @@ mod tests {
         let other = compile_cached(&other, Some(&cache)).unwrap();
         assert_ne!(other.bpf, fresh.bpf);
         assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn newer_syscalls_get_enosys_stub() {
+        let p = default_seccomp_for_caps(&super::super::caps::DOCKER_DEFAULT_CAPABILITIES).unwrap();
+        let arches = [ScmpArch::X8664, ScmpArch::X86, ScmpArch::X32];
+        let names: Vec<String> = p
+            .syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|s| s.names().clone())
+            .collect();
+        let last = last_syscalls(&arches, names.iter());
+        // x86_64 and x32 share an audit arch; x86 has its own.
+        assert_eq!(last.len(), 3, "{last:?}");
+        let x64 = last
+            .iter()
+            .find(|l| l.0 == AUDIT_ARCH_X86_64 && !l.1)
+            .unwrap();
+        let x32 = last
+            .iter()
+            .find(|l| l.0 == AUDIT_ARCH_X86_64 && l.1)
+            .unwrap();
+        assert!(x64.2 >= 435, "clone3 (435) is in the profile: {x64:?}");
+        assert_eq!(x32.2 & X32_SYSCALL_BIT, X32_SYSCALL_BIT);
+        let stub = enosys_stub(&last);
+        // 6 instructions for x86_64 (+x32), 4 for x86, then `ja +1` and `ret`.
+        assert_eq!(stub.len(), (6 + 4 + 2) * 8);
+        let ret = &stub[stub.len() - 8..];
+        assert_eq!(u16::from_ne_bytes([ret[0], ret[1]]), BPF_RET_K);
+        assert_eq!(
+            u32::from_ne_bytes([ret[4], ret[5], ret[6], ret[7]]),
+            0x0005_0000 | 38
+        );
+        // Every jump lands inside the stub (or at the program right after it).
+        for (i, c) in stub.chunks_exact(8).enumerate() {
+            let code = u16::from_ne_bytes([c[0], c[1]]);
+            if code & 0x07 == 0x05 {
+                let k = u32::from_ne_bytes([c[4], c[5], c[6], c[7]]) as usize;
+                let far = if code == BPF_JMP_JA {
+                    k
+                } else {
+                    c[2].max(c[3]) as usize
+                };
+                assert!(i + 1 + far <= stub.len() / 8, "insn {i} jumps out");
+            }
+        }
+        assert!(enosys_stub(&[]).is_empty());
+        // An ALLOW-by-default profile gets no stub.
+        let allow = compile(&profile(LinuxSeccompAction::ScmpActAllow, vec![])).unwrap();
+        let deny = compile(&profile(
+            LinuxSeccompAction::ScmpActErrno,
+            vec![rule(&["read"], LinuxSeccompAction::ScmpActAllow)
+                .build()
+                .unwrap()],
+        ))
+        .unwrap();
+        assert_eq!(&deny.bpf[..8], &insn(BPF_LD_W_ABS, 0, 0, DATA_ARCH));
+        assert!(allow.instructions() < deny.instructions());
     }
 
     #[test]
