@@ -876,3 +876,36 @@ fn custom_profile_errno_ret_arguments_and_kill_process_apply() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{:?}", out.status);
 }
+
+#[test]
+fn personality_linux32_applies() {
+    const T: &str = "personality_linux32_applies";
+    if in_child(T) {
+        let spec: oci_spec::runtime::Spec = serde_json::from_value(json!({
+            "ociVersion": "1.2.0",
+            "process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["uname"]},
+            "root": {"path": "rootfs"},
+            "linux": {"personality": {"domain": "LINUX32"}},
+        }))
+        .unwrap();
+        let plan = security::plan_for_spec(&spec).unwrap_or_else(|e| fail("plan", &e));
+        security::finalize(&plan).unwrap_or_else(|e| fail("finalize", &e));
+        child_exec(&[BUSYBOX, "uname", "-m"]);
+    }
+    if skip_unless_root(T) {
+        return;
+    }
+    if !cfg!(target_arch = "x86_64") {
+        eprintln!("skipping {T}: the expected machine name is only known for x86_64");
+        return;
+    }
+    let spec = ChildSpec {
+        process: process(json!({})),
+        seccomp: None,
+        exec_caps: vec![],
+        data: json!(null),
+    };
+    let out = run_child(T, &spec, &[]);
+    // PER_LINUX32 makes uname(2) report the 32-bit machine.
+    assert_eq!(stdout(&out).lines().last(), Some("i686"));
+}
