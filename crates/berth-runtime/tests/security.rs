@@ -909,3 +909,41 @@ fn personality_linux32_applies() {
     // PER_LINUX32 makes uname(2) report the 32-bit machine.
     assert_eq!(stdout(&out).lines().last(), Some("i686"));
 }
+
+#[test]
+fn user_namespace_with_setgroups_denied() {
+    const T: &str = "user_namespace_with_setgroups_denied";
+    if in_child(T) {
+        child_apply();
+        child_exec(&STATUS_PROBE);
+    }
+    if skip_unless_root(T) {
+        return;
+    }
+    // `unshare --map-root-user` writes "deny" to /proc/self/setgroups (user_namespaces(7)).
+    let userns = ["unshare", "--user", "--map-root-user"];
+    let spec = |gids: &[u32]| ChildSpec {
+        process: process(json!({
+            "user": {"uid": 0, "gid": 0, "additionalGids": gids},
+            "noNewPrivileges": true,
+            "capabilities": caps_json(&DOCKER_DEFAULT_CAPABILITIES, &[], &[]),
+        })),
+        seccomp: Some(docker_default_seccomp()),
+        exec_caps: vec![],
+        data: json!(null),
+    };
+    // No supplementary groups: setgroups is skipped and the rest applies.
+    let out = run_child(T, &spec(&[]), &userns);
+    let s = stdout(&out);
+    assert_eq!(
+        status_hex(&s, "CapEff"),
+        mask(&DOCKER_DEFAULT_CAPABILITIES),
+        "{s}"
+    );
+    assert_eq!(status_field(&s, "Seccomp"), "2");
+    // Supplementary groups cannot be honoured: a clear error, not fewer groups.
+    let out = run_child(T, &spec(&[5]), &userns);
+    let s = stdout(&out);
+    assert!(s.contains("CHILD-ERROR finalize"), "{s}");
+    assert!(s.contains("setgroups is denied"), "{s}");
+}

@@ -96,6 +96,9 @@ pub enum SecurityError {
     /// Reading `/proc/self/setgroups` failed.
     #[error("reading /proc/self/setgroups")]
     SetgroupsPolicy(#[source] ProcfsError),
+    /// The user namespace denies setgroups(2), but the spec asks for supplementary groups.
+    #[error("process.user.additionalGids {gids:?} cannot be set: setgroups is denied in this user namespace")]
+    SetgroupsDenied { gids: Vec<u32> },
     /// `setgroups(2)` failed.
     #[error("setting supplementary groups {gids:?} (process.user.additionalGids)")]
     SetGroups {
@@ -431,7 +434,14 @@ fn switch_user(plan: &SecurityPlan) -> Result<(), SecurityError> {
     let policy = crate::procfs::ProcFs::host()
         .and_then(|p| p.read("self/setgroups"))
         .map_err(SecurityError::SetgroupsPolicy)?;
-    if policy.trim() != "deny" {
+    if policy.trim() == "deny" {
+        // runc refuses this too rather than silently running with fewer groups.
+        if !u.additional_gids.is_empty() {
+            return Err(SecurityError::SetgroupsDenied {
+                gids: u.additional_gids.clone(),
+            });
+        }
+    } else {
         // Called even with an empty list: it clears the groups inherited from the runtime.
         let gids: Vec<Gid> = u
             .additional_gids
