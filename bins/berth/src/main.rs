@@ -11,7 +11,9 @@ use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use berth_image::archive;
 use berth_image::auth::{self, Credentials};
+use berth_image::extract::ExtractOptions;
 use berth_image::pull::{self, PullOptions};
 use berth_image::registry::{Client, RegistryOptions};
 use berth_image::store::Store;
@@ -53,6 +55,12 @@ enum Cmd {
     Login(LoginArgs),
     /// Log out from a registry.
     Logout { registry: String },
+    /// Write images to a tarball (OCI layout + docker-archive in one).
+    Save(SaveArgs),
+    /// Load images from a docker-archive or OCI archive tarball.
+    Load(LoadArgs),
+    /// Create an image from a root filesystem tarball (`-` for stdin).
+    Import(ImportArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCmd),
@@ -73,6 +81,9 @@ enum ImageCmd {
         target: String,
     },
     History(HistoryArgs),
+    Save(SaveArgs),
+    Load(LoadArgs),
+    Import(ImportArgs),
     /// Show details of images as JSON.
     Inspect {
         #[arg(short, long)]
@@ -137,6 +148,35 @@ struct ImagesArgs {
     /// Do not truncate IDs.
     #[arg(long)]
     no_trunc: bool,
+}
+
+#[derive(clap::Args)]
+struct SaveArgs {
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// Read from this file instead of standard input.
+    #[arg(short, long)]
+    input: Option<PathBuf>,
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// A tarball, or `-` for standard input.
+    file: String,
+    /// Name for the new image.
+    reference: Option<String>,
+    /// Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE.
+    #[arg(short, long)]
+    change: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -220,6 +260,9 @@ fn run(cli: Cli) -> Res {
         }
         Cmd::Image(ImageCmd::Prune { all, force: _ }) => cmd_prune(&store()?, all),
         Cmd::System(SystemCmd::Df { format }) => format::df(&store()?, format.as_deref()),
+        Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => cmd_save(&store()?, a),
+        Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => cmd_load(&store()?, a),
+        Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => cmd_import(&store()?, a),
         Cmd::Login(a) => cmd_login(a, reg),
         Cmd::Logout { registry } => cmd_logout(&registry),
     }
@@ -321,6 +364,64 @@ fn cmd_prune(store: &Store, all: bool) -> Res {
         "Total reclaimed space: {}",
         format::human(st.bytes_reclaimed)
     );
+    Ok(())
+}
+
+fn cmd_save(store: &Store, a: SaveArgs) -> Res {
+    match &a.output {
+        Some(p) => {
+            // Written beside the target and renamed, so a failed save leaves no half file.
+            let tmp = p.with_extension("berth-partial");
+            let f = std::fs::File::create(&tmp)?;
+            let r = archive::save(store, &a.images, io::BufWriter::new(f));
+            match r {
+                Ok(()) => std::fs::rename(&tmp, p)?,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e.into());
+                }
+            }
+        }
+        None => {
+            if io::stdout().is_terminal() {
+                return Err("refusing to write an image archive to a terminal; use -o".into());
+            }
+            archive::save(store, &a.images, io::BufWriter::new(io::stdout().lock()))?
+        }
+    }
+    Ok(())
+}
+
+fn cmd_load(store: &Store, a: LoadArgs) -> Res {
+    let opts = ExtractOptions::default();
+    let names = match &a.input {
+        Some(p) => archive::load(store, io::BufReader::new(std::fs::File::open(p)?), &opts)?,
+        None => archive::load(store, io::stdin().lock(), &opts)?,
+    };
+    for n in names {
+        if a.quiet {
+            println!("{n}");
+        } else {
+            println!("Loaded image: {n}");
+        }
+    }
+    Ok(())
+}
+
+fn cmd_import(store: &Store, a: ImportArgs) -> Res {
+    let name = a
+        .reference
+        .as_deref()
+        .map(str::parse::<Reference>)
+        .transpose()?;
+    let opts = ExtractOptions::default();
+    let rec = if a.file == "-" {
+        archive::import(store, io::stdin().lock(), &a.change, name.as_ref(), &opts)?
+    } else {
+        let f = io::BufReader::new(std::fs::File::open(&a.file)?);
+        archive::import(store, f, &a.change, name.as_ref(), &opts)?
+    };
+    println!("{}", rec.id);
     Ok(())
 }
 

@@ -543,3 +543,224 @@ fn hostile_layer_is_refused_and_nothing_is_recorded() {
     assert!(out.trim().is_empty());
     assert!(layer_dirs(root.path()).is_empty());
 }
+
+fn token_auth(oauth_only: bool) {
+    if !prerequisites() {
+        return;
+    }
+    let tokdir = tmp();
+    let issuer = TokenIssuer::start(tokdir.path(), "bob", "pw", oauth_only);
+    let reg = Registry::start(
+        Auth::Token {
+            realm: issuer.realm(),
+            cert: issuer.cert.clone(),
+        },
+        false,
+    );
+    let creds = berth_image::auth::Credentials {
+        username: "bob".into(),
+        password: "pw".into(),
+    };
+    let opts = RegistryOptions {
+        credentials: Some(creds),
+        ..RegistryOptions::default()
+    };
+    push_image(
+        &reg.client(&opts),
+        "tok/app",
+        "1",
+        "amd64",
+        &[&base_layer()],
+        true,
+    );
+    let image = format!("{}/tok/app:1", reg.host());
+    let (root, home) = (tmp(), tmp());
+    let err = fails(
+        berth(root.path(), home.path())
+            .args(["pull", &image])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("401") || err.contains("405"), "{err}");
+    ok(berth(root.path(), home.path())
+        .args(["login", "-u", "bob", "--password-stdin", &reg.host()])
+        .stdin_bytes(b"pw\n"));
+    ok(berth(root.path(), home.path())
+        .args(["pull", &image])
+        .output()
+        .unwrap());
+    // Push needs a pull,push token for another repository.
+    let out = ok(berth(root.path(), home.path())
+        .args(["push", &image, &format!("{}/tok/copy:1", reg.host())])
+        .output()
+        .unwrap());
+    assert!(out.contains("digest:"), "{out}");
+    let posts = issuer.posts.load(std::sync::atomic::Ordering::SeqCst);
+    if oauth_only {
+        assert!(posts > 0, "the OAuth2 POST form was not used");
+    } else {
+        assert_eq!(posts, 0, "GET should have been enough");
+    }
+}
+
+#[test]
+fn token_auth_with_basic_get() {
+    token_auth(false);
+}
+
+#[test]
+fn token_auth_with_oauth2_post_form() {
+    token_auth(true);
+}
+
+trait StdinBytes {
+    fn stdin_bytes(&mut self, b: &[u8]) -> std::process::Output;
+}
+
+impl StdinBytes for std::process::Command {
+    fn stdin_bytes(&mut self, b: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+#[test]
+fn save_load_round_trips_with_skopeo_and_import() {
+    if !prerequisites() || !Path::new("/usr/bin/skopeo").exists() {
+        return;
+    }
+    let reg = Registry::start(Auth::None, false);
+    let client = reg.client(&RegistryOptions::default());
+    push_image(
+        &client,
+        "busybox",
+        "s",
+        "amd64",
+        &[&base_layer(), &whiteout_layer()],
+        false,
+    );
+    let image = format!("{}/busybox:s", reg.host());
+    let (root, home, work) = (tmp(), tmp(), tmp());
+    ok(berth(root.path(), home.path())
+        .args(["pull", "-q", &image])
+        .output()
+        .unwrap());
+    let id = ok(berth(root.path(), home.path())
+        .args(["image", "inspect", "--format", "{{.Id}}", &image])
+        .output()
+        .unwrap());
+    let saved = work.path().join("saved.tar");
+    ok(berth(root.path(), home.path())
+        .arg("save")
+        .arg("-o")
+        .arg(&saved)
+        .arg(&image)
+        .output()
+        .unwrap());
+    // Both readings of the archive are valid for containers/image.
+    for transport in ["oci-archive", "docker-archive"] {
+        let o = std::process::Command::new("skopeo")
+            .args([
+                "inspect",
+                "--raw",
+                &format!("{transport}:{}", saved.display()),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{transport}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // berth load into a fresh store: same image ID, same tag.
+    let root2 = tmp();
+    let out = ok(berth(root2.path(), home.path())
+        .arg("load")
+        .arg("-i")
+        .arg(&saved)
+        .output()
+        .unwrap());
+    assert!(out.contains(&format!("Loaded image: {image}")), "{out}");
+    let id2 = ok(berth(root2.path(), home.path())
+        .args(["image", "inspect", "--format", "{{.Id}}", &image])
+        .output()
+        .unwrap());
+    assert_eq!(id, id2);
+    // Archives written by skopeo load too.
+    for (transport, file) in [("docker-archive", "d.tar"), ("oci-archive", "o.tar")] {
+        let dest = format!(
+            "{transport}:{}:example.com/from-skopeo:{}",
+            work.path().join(file).display(),
+            transport
+        );
+        let o = std::process::Command::new("skopeo")
+            .args([
+                "copy",
+                "-q",
+                "--src-tls-verify=false",
+                &format!("docker://{image}"),
+                &dest,
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let root3 = tmp();
+        let out = ok(berth(root3.path(), home.path())
+            .arg("load")
+            .arg("-i")
+            .arg(work.path().join(file))
+            .output()
+            .unwrap());
+        assert!(out.contains("Loaded image"), "{transport}: {out}");
+        assert_eq!(layer_dirs(root3.path()).len(), 2);
+    }
+    // import from stdin with --change
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_path("bin/busybox").unwrap();
+    let bb = busybox();
+    h.set_size(bb.len() as u64);
+    h.set_mode(0o755);
+    h.set_cksum();
+    b.append(&h, &bb[..]).unwrap();
+    let tarball = b.into_inner().unwrap();
+    let mut child = berth(root.path(), home.path())
+        .args([
+            "import",
+            "--change",
+            "CMD [\"/bin/busybox\", \"sh\"]",
+            "--change",
+            "ENV X=1",
+            "-",
+            "imported:1",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&tarball).unwrap();
+    }
+    ok(child.wait_with_output().unwrap());
+    let out = ok(berth(root.path(), home.path())
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Cmd}} {{json .Config.Env}}",
+            "imported:1",
+        ])
+        .output()
+        .unwrap());
+    assert_eq!(out.trim(), r#"["/bin/busybox","sh"] ["X=1"]"#);
+}

@@ -7,6 +7,7 @@
 //! and must not depend on `berth-runtime`.
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod auth;
 pub mod digest;
 pub mod extract;

@@ -462,3 +462,228 @@ pub fn layer_dirs(root: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// A small token issuer (distribution docs/spec/auth/token.md) for the registry's `token` auth:
+/// RS256 JWTs carrying the signing certificate in `x5c`, signed with the openssl CLI.
+/// `oauth_only` refuses GET, so clients must use the OAuth2 password-grant POST form.
+pub struct TokenIssuer {
+    pub port: u16,
+    pub cert: PathBuf,
+    pub gets: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub posts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TokenIssuer {
+    pub fn start(dir: &Path, user: &str, password: &str, oauth_only: bool) -> Self {
+        let run = |args: &[&str]| {
+            let st = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success(), "openssl {args:?}");
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=berth token issuer",
+            "-keyout",
+            "token.key",
+            "-out",
+            "token.crt",
+        ]);
+        run(&[
+            "x509",
+            "-in",
+            "token.crt",
+            "-outform",
+            "DER",
+            "-out",
+            "token.der",
+        ]);
+        use base64::Engine;
+        let der = std::fs::read(dir.join("token.der")).unwrap();
+        let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let (user, password) = (user.to_string(), password.to_string());
+        let cert = dir.join("token.crt");
+        let dir = dir.to_path_buf();
+        let gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let posts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (g, p) = (gets.clone(), posts.clone());
+        std::thread::spawn(move || {
+            for (n, conn) in l.incoming().enumerate() {
+                let Ok(mut conn) = conn else { return };
+                let Some((method, target, headers, body)) = read_request(&mut conn) else {
+                    continue;
+                };
+                let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+                let params: Vec<(String, String)> = if method == "POST" { &body } else { query }
+                    .split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), pct_decode(v)))
+                    .collect();
+                let param = |k: &str| {
+                    params
+                        .iter()
+                        .find(|(pk, _)| pk == k)
+                        .map(|(_, v)| v.clone())
+                };
+                let authorized = if method == "POST" {
+                    p.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    param("grant_type").as_deref() == Some("password")
+                        && param("username").as_deref() == Some(user.as_str())
+                        && param("password").as_deref() == Some(password.as_str())
+                } else {
+                    g.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if oauth_only {
+                        respond(&mut conn, "405 Method Not Allowed", "");
+                        continue;
+                    }
+                    headers
+                        .iter()
+                        .any(|(k, v)| k.eq_ignore_ascii_case("authorization") && *v == expected)
+                };
+                if !authorized {
+                    respond(
+                        &mut conn,
+                        "401 Unauthorized",
+                        r#"{"details":"bad credentials"}"#,
+                    );
+                    continue;
+                }
+                let access: Vec<serde_json::Value> = param("scope")
+                    .into_iter()
+                    .filter_map(|s| {
+                        let mut it = s.splitn(3, ':');
+                        let (t, name, actions) = (it.next()?, it.next()?, it.next()?);
+                        Some(json!({"type": t, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+                    })
+                    .collect();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+                let header = json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
+                let claims = json!({
+                    "iss": "berth-test-issuer", "sub": user, "aud": param("service").unwrap_or_default(),
+                    "exp": now + 300, "nbf": now - 10, "iat": now - 10, "jti": format!("t{n}"),
+                    "access": access,
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    b64(header.to_string().as_bytes()),
+                    b64(claims.to_string().as_bytes())
+                );
+                let input = dir.join(format!("jwt-{n}.in"));
+                std::fs::write(&input, &signing_input).unwrap();
+                let sig = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-binary", "-sign"])
+                    .arg(dir.join("token.key"))
+                    .arg(&input)
+                    .output()
+                    .unwrap();
+                let jwt = format!("{signing_input}.{}", b64(&sig.stdout));
+                let field = if method == "POST" {
+                    "access_token"
+                } else {
+                    "token"
+                };
+                respond(
+                    &mut conn,
+                    "200 OK",
+                    &json!({field: jwt, "expires_in": 300}).to_string(),
+                );
+            }
+        });
+        Self {
+            port,
+            cert,
+            gets,
+            posts,
+        }
+    }
+
+    pub fn realm(&self) -> String {
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+type Request = (String, String, Vec<(String, String)>, String);
+
+fn read_request(conn: &mut TcpStream) -> Option<Request> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let (method, target) = (first.next()?.to_string(), first.next()?.to_string());
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body).ok()?;
+    Some((
+        method,
+        target,
+        headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
+}
+
+fn respond(conn: &mut TcpStream, status: &str, body: &str) {
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
