@@ -764,3 +764,58 @@ fn save_load_round_trips_with_skopeo_and_import() {
         .unwrap());
     assert_eq!(out.trim(), r#"["/bin/busybox","sh"] ["X=1"]"#);
 }
+
+#[test]
+fn prune_reclaims_a_dangling_image_and_df_counts_shared_layers_once() {
+    if !prerequisites() {
+        return;
+    }
+    let reg = Registry::start(Auth::None, false);
+    let client = reg.client(&RegistryOptions::default());
+    let base = base_layer();
+    let v1 = layer(&[("version", b"1")]);
+    let v2 = layer(&[("version", b"2")]);
+    push_image(&client, "app", "latest", "amd64", &[&base, &v1], true);
+    let image = format!("{}/app", reg.host());
+    let (root, home) = (tmp(), tmp());
+    ok(berth(root.path(), home.path())
+        .args(["pull", "-q", &image])
+        .output()
+        .unwrap());
+    // The tag moves to a new image sharing the base layer: the old one is dangling.
+    push_image(&client, "app", "latest", "amd64", &[&base, &v2], true);
+    ok(berth(root.path(), home.path())
+        .args(["pull", "-q", &image])
+        .output()
+        .unwrap());
+    assert_eq!(layer_dirs(root.path()).len(), 3, "base layer shared");
+    let out = ok(berth(root.path(), home.path())
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .output()
+        .unwrap());
+    assert!(out.contains("<none>:<none>"), "{out}");
+    let df = ok(berth(root.path(), home.path())
+        .args(["system", "df", "--format", "json"])
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_str(df.trim()).unwrap();
+    assert_eq!(v["TotalCount"], 2);
+    assert_eq!(v["Layers"], 3);
+
+    let out = ok(berth(root.path(), home.path())
+        .args(["image", "prune", "-f"])
+        .output()
+        .unwrap());
+    assert!(out.contains("Deleted images: 1"), "{out}");
+    assert_eq!(
+        layer_dirs(root.path()).len(),
+        2,
+        "dangling layer not reclaimed"
+    );
+    assert_eq!(find_in_layers(root.path(), "version").len(), 1);
+    let ids = ok(berth(root.path(), home.path())
+        .args(["images", "-q"])
+        .output()
+        .unwrap());
+    assert_eq!(ids.lines().count(), 1);
+}
