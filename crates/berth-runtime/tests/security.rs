@@ -445,6 +445,76 @@ fn raw_socket_needs_cap_net_raw() {
     }
 }
 
+/// Parent side: starts `test` as a child process in the background, stdout piped.
+fn spawn_child(test: &str, spec: &ChildSpec) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            test,
+            "--nocapture",
+            "--test-threads=1",
+            "--quiet",
+        ])
+        .env(SCENARIO_ENV, test)
+        .env(SPEC_ENV, serde_json::to_string(spec).unwrap())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Plays the seccomp agent's first step: accepts the runtime's connection and returns the
+/// `containerProcessState` and the notify fd. Panics (with the child's output) if the child
+/// exits first.
+///
+/// The received descriptor stays open until this test process exits: wrapping a raw fd in an
+/// OwnedFd needs `unsafe`, which this crate keeps in src/sys only.
+fn agent_accept(
+    listener: &UnixListener,
+    child: &mut std::process::Child,
+) -> (serde_json::Value, std::os::fd::RawFd) {
+    listener.set_nonblocking(true).unwrap();
+    let conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let mut out = String::new();
+                    child
+                        .stdout
+                        .take()
+                        .unwrap()
+                        .read_to_string(&mut out)
+                        .unwrap();
+                    panic!("child exited ({status}) before connecting:\n{out}");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    conn.set_nonblocking(false).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .unwrap();
+    let len = msg.bytes;
+    let mut notify_fd = None;
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            notify_fd = fds.first().copied();
+        }
+    }
+    let notify_fd = notify_fd.expect("no fd attached to the listener message");
+    (serde_json::from_slice(&buf[..len]).unwrap(), notify_fd)
+}
+
 #[test]
 fn seccomp_notify_reaches_the_listener() {
     const T: &str = "seccomp_notify_reaches_the_listener";
@@ -498,57 +568,8 @@ fn seccomp_notify_reaches_the_listener() {
         data: json!({"dir": dir.path()}),
     };
     // The child runs in the background while this thread plays the seccomp agent.
-    let spec_json = serde_json::to_string(&spec).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", T, "--nocapture", "--test-threads=1", "--quiet"])
-        .env(SCENARIO_ENV, T)
-        .env(SPEC_ENV, spec_json)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let conn = loop {
-        match listener.accept() {
-            Ok((c, _)) => break c,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if let Some(status) = child.try_wait().unwrap() {
-                    let mut out = String::new();
-                    child
-                        .stdout
-                        .take()
-                        .unwrap()
-                        .read_to_string(&mut out)
-                        .unwrap();
-                    panic!("child exited ({status}) before connecting:\n{out}");
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
-    };
-    conn.set_nonblocking(false).unwrap();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let msg = nix::sys::socket::recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .unwrap();
-    let len = msg.bytes;
-    let mut notify_fd = None;
-    for c in msg.cmsgs().unwrap() {
-        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-            notify_fd = fds.first().copied();
-        }
-    }
-    // The received descriptor stays open until this test process exits: wrapping a raw fd in
-    // an OwnedFd needs `unsafe`, which this crate keeps in src/sys only.
-    let notify_fd = notify_fd.expect("no fd attached to the listener message");
-    let state: serde_json::Value = serde_json::from_slice(&buf[..len]).unwrap();
+    let mut child = spawn_child(T, &spec);
+    let (state, notify_fd) = agent_accept(&listener, &mut child);
     assert_eq!(state["fds"], json!(["seccompFd"]));
     assert_eq!(state["metadata"], "berth-meta");
     assert_eq!(state["ociVersion"], "1.2.0");
@@ -946,4 +967,65 @@ fn user_namespace_with_setgroups_denied() {
     let s = stdout(&out);
     assert!(s.contains("CHILD-ERROR finalize"), "{s}");
     assert!(s.contains("setgroups is denied"), "{s}");
+}
+
+#[test]
+fn notify_fd_handed_off_before_user_switch_without_nnp() {
+    const T: &str = "notify_fd_handed_off_before_user_switch_without_nnp";
+    if in_child(T) {
+        let spec: ChildSpec = serde_json::from_str(&std::env::var(SPEC_ENV).unwrap()).unwrap();
+        let plan = security::plan(&spec.process, spec.seccomp.as_ref())
+            .unwrap_or_else(|e| fail("plan", &e));
+        let path = spec
+            .seccomp
+            .as_ref()
+            .unwrap()
+            .listener_path()
+            .clone()
+            .unwrap();
+        let state =
+            json!({"ociVersion": "1.2.0", "id": "berth-handoff", "pid": std::process::id()});
+        // Without the hand-off, finalize's own umask(2) would wait forever for an agent.
+        let mut hand_off = |fd: std::os::fd::OwnedFd| {
+            security::send_to_listener(&path, None, fd.as_fd(), &state.to_string())
+                .map_err(std::io::Error::other)
+        };
+        let left = security::finalize_with(&plan, Some(&mut hand_off))
+            .unwrap_or_else(|e| fail("finalize", &e));
+        assert!(left.is_none());
+        child_exec(&STATUS_PROBE);
+    }
+    if skip_unless_root(T) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let seccomp: LinuxSeccomp = serde_json::from_value(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "syscalls": [{"names": ["umask"], "action": "SCMP_ACT_NOTIFY"}],
+    }))
+    .unwrap();
+    let spec = ChildSpec {
+        process: process(
+            json!({"noNewPrivileges": false, "user": {"uid": 0, "gid": 0, "umask": 18}}),
+        ),
+        seccomp: Some(seccomp),
+        exec_caps: vec![],
+        data: json!(null),
+    };
+    let mut child = spawn_child(T, &spec);
+    let (state, notify_fd) = agent_accept(&listener, &mut child);
+    assert_eq!(state["state"]["id"], "berth-handoff");
+    // finalize's umask arrives here; let it run.
+    let req = libseccomp::ScmpNotifReq::receive(notify_fd).unwrap();
+    assert_eq!(req.data.syscall.get_name().unwrap(), "umask");
+    libseccomp::ScmpNotifResp::new_continue(req.id, libseccomp::ScmpNotifRespFlags::CONTINUE)
+        .respond(notify_fd)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let s = stdout(&out);
+    assert_eq!(status_field(&s, "Seccomp"), "2", "{s}");
+    assert_eq!(status_field(&s, "NoNewPrivs"), "0", "{s}");
 }

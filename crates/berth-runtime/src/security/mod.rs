@@ -159,6 +159,9 @@ pub enum SecurityError {
         #[source]
         source: Errno,
     },
+    /// The [`finalize_with`] callback could not deliver the notify fd.
+    #[error("handing the seccomp notify fd to the runtime")]
+    NotifyHandOff(#[source] std::io::Error),
     /// The notify fd could not be handed to the seccomp agent.
     #[error(transparent)]
     Listener(#[from] ListenerError),
@@ -324,7 +327,25 @@ pub fn check_unsupported(spec: &Spec) -> Result<(), SecurityError> {
 /// In the init: LSM exec labels, keep-caps user switch (setgroups, setresgid, setresuid),
 /// capability sets, no_new_privs, seccomp. Returns the seccomp notify fd when the profile uses
 /// `SCMP_ACT_NOTIFY`.
+///
+/// With `noNewPrivileges: false` the filter is loaded before the user switch, so a notify rule
+/// on a syscall of the remaining steps (`setresuid`, `capset`, `umask`...) would block forever:
+/// nobody holds the listener fd yet. Use [`finalize_with`] to hand the fd over as soon as it
+/// exists, as runc does.
 pub fn finalize(plan: &SecurityPlan) -> Result<Option<OwnedFd>, SecurityError> {
+    finalize_with(plan, None)
+}
+
+/// A callback that delivers the seccomp notify fd to the agent (through the runtime's parent)
+/// and returns once the agent has it.
+pub type NotifyHandOff<'a> = &'a mut dyn FnMut(OwnedFd) -> std::io::Result<()>;
+
+/// [`finalize`], but the notify fd goes to `hand_off` right after the filter is loaded (then
+/// `Ok(None)` is returned); without a callback it is returned as by [`finalize`].
+pub fn finalize_with(
+    plan: &SecurityPlan,
+    mut hand_off: Option<NotifyHandOff<'_>>,
+) -> Result<Option<OwnedFd>, SecurityError> {
     // 1. LSM labels take effect at the next execve.
     if let Some(profile) = &plan.apparmor_profile {
         lsm::set_exec_label(lsm::Lsm::AppArmor, profile).map_err(|source| {
@@ -354,9 +375,15 @@ pub fn finalize(plan: &SecurityPlan) -> Result<Option<OwnedFd>, SecurityError> {
     }
 
     // 3. Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: load now, while we have it.
+    let mut deliver = |fd: Option<OwnedFd>| -> Result<Option<OwnedFd>, SecurityError> {
+        match (fd, hand_off.as_mut()) {
+            (Some(fd), Some(f)) => f(fd).map(|()| None).map_err(SecurityError::NotifyHandOff),
+            (fd, _) => Ok(fd),
+        }
+    };
     let mut notify = None;
     if !plan.no_new_privileges {
-        notify = load_seccomp(plan)?;
+        notify = deliver(load_seccomp(plan)?)?;
     }
 
     // 4. The bounding set, while CAP_SETPCAP is still effective.
@@ -407,7 +434,7 @@ pub fn finalize(plan: &SecurityPlan) -> Result<Option<OwnedFd>, SecurityError> {
     // 8, 9. no_new_privs, then the filter as the very last step.
     if plan.no_new_privileges {
         sys::security::set_no_new_privs().map_err(SecurityError::NoNewPrivs)?;
-        notify = load_seccomp(plan)?;
+        notify = deliver(load_seccomp(plan)?)?;
     }
     Ok(notify)
 }
