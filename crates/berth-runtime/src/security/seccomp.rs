@@ -285,6 +285,19 @@ pub const ALL_ARCHES: [(Arch, ScmpArch, &str); 24] = [
     (Arch::ScmpArchSheb, ScmpArch::Sheb, "SCMP_ARCH_SHEB"),
 ];
 
+/// Whether the linked libseccomp can build filters for `arch` (2.5 lacks LoongArch, M68k and
+/// SuperH, for example).
+pub fn arch_supported(arch: Arch) -> bool {
+    let (token, _) = scmp_arch(arch);
+    if token == ScmpArch::Native {
+        return true;
+    }
+    let Ok(mut ctx) = ScmpFilterContext::new(ScmpAction::Allow) else {
+        return false;
+    };
+    ctx.is_arch_present(token).unwrap_or(false) || ctx.add_arch(token).is_ok()
+}
+
 fn scmp_arch(a: Arch) -> (ScmpArch, &'static str) {
     ALL_ARCHES
         .iter()
