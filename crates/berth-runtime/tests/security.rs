@@ -1029,3 +1029,48 @@ fn notify_fd_handed_off_before_user_switch_without_nnp() {
     assert_eq!(status_field(&s, "Seccomp"), "2", "{s}");
     assert_eq!(status_field(&s, "NoNewPrivs"), "0", "{s}");
 }
+
+#[test]
+fn user_switch_works_without_proc() {
+    const T: &str = "user_switch_works_without_proc";
+    if in_child(T) {
+        // The parent plans (with the host's /proc); the init of a container without a /proc
+        // mount finalizes: an empty tmpfs there (private mount namespace).
+        let spec: ChildSpec = serde_json::from_str(&std::env::var(SPEC_ENV).unwrap()).unwrap();
+        let plan = security::plan(&spec.process, None).unwrap_or_else(|e| fail("plan", &e));
+        nix::mount::mount(
+            Some("tmpfs"),
+            "/proc",
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        security::finalize(&plan).unwrap_or_else(|e| fail("finalize", &e));
+        let groups: Vec<u32> = nix::unistd::getgroups()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_raw())
+            .collect();
+        println!("PROBE groups {groups:?}");
+        println!("PROBE uid {}", nix::unistd::geteuid());
+        std::process::exit(0);
+    }
+    if skip_unless_root(T) {
+        return;
+    }
+    let spec = ChildSpec {
+        process: process(json!({"user": {"uid": 1000, "gid": 1000, "additionalGids": [7]}})),
+        seccomp: None,
+        exec_caps: vec![],
+        data: json!(null),
+    };
+    let out = run_child(
+        T,
+        &spec,
+        &["unshare", "--mount", "--propagation", "private"],
+    );
+    let s = stdout(&out);
+    assert_eq!(probe(&s, "groups"), "[7]", "{s}");
+    assert_eq!(probe(&s, "uid"), "1000", "{s}");
+}

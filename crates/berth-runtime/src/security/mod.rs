@@ -457,11 +457,19 @@ fn switch_user(plan: &SecurityPlan) -> Result<(), SecurityError> {
         source,
     })?;
     // In a user namespace whose setgroups is "deny" (rootless), setgroups(2) always fails; runc
-    // skips it there (user_namespaces(7)).
-    let policy = crate::procfs::ProcFs::host()
-        .and_then(|p| p.read("self/setgroups"))
-        .map_err(SecurityError::SetgroupsPolicy)?;
-    if policy.trim() == "deny" {
+    // skips it there (user_namespaces(7)). A container without /proc (or with something else
+    // mounted there) cannot tell us: then setgroups is tried, and EPERM with nothing to set is
+    // taken as "denied", as runc treats a missing /proc/self/setgroups.
+    let denied = match crate::procfs::ProcFs::host().and_then(|p| p.read("self/setgroups")) {
+        Ok(policy) => Some(policy.trim() == "deny"),
+        Err(ProcfsError::NotProcfs { .. })
+        | Err(ProcfsError::Open {
+            source: Errno::ENOENT,
+            ..
+        }) => None,
+        Err(e) => return Err(SecurityError::SetgroupsPolicy(e)),
+    };
+    if denied == Some(true) {
         // runc refuses this too rather than silently running with fewer groups.
         if !u.additional_gids.is_empty() {
             return Err(SecurityError::SetgroupsDenied {
@@ -475,10 +483,16 @@ fn switch_user(plan: &SecurityPlan) -> Result<(), SecurityError> {
             .iter()
             .map(|g| Gid::from_raw(*g))
             .collect();
-        nix::unistd::setgroups(&gids).map_err(|source| SecurityError::SetGroups {
-            gids: u.additional_gids.clone(),
-            source,
-        })?;
+        match nix::unistd::setgroups(&gids) {
+            Ok(()) => {}
+            Err(Errno::EPERM) if denied.is_none() && gids.is_empty() => {}
+            Err(source) => {
+                return Err(SecurityError::SetGroups {
+                    gids: u.additional_gids.clone(),
+                    source,
+                })
+            }
+        }
     }
     let gid = Gid::from_raw(u.gid);
     nix::unistd::setresgid(gid, gid, gid)
