@@ -1001,9 +1001,22 @@ fn notify_fd_handed_off_before_user_switch_without_nnp() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("agent.sock");
     let listener = UnixListener::bind(&sock).unwrap();
+    let mut flags = vec!["SECCOMP_FILTER_FLAG_TSYNC"];
+    let wait_killable = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV";
+    if security::features()
+        .seccomp
+        .supported_flags
+        .iter()
+        .any(|f| f == wait_killable)
+    {
+        flags.push(wait_killable);
+    }
     let seccomp: LinuxSeccomp = serde_json::from_value(json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "listenerPath": sock,
+        // TSYNC with a listener needs TSYNC_ESRCH (added by compile); the child has harness
+        // threads, so TSYNC really synchronizes something here.
+        "flags": flags,
         "syscalls": [{"names": ["umask"], "action": "SCMP_ACT_NOTIFY"}],
     }))
     .unwrap();
