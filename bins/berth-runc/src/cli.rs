@@ -219,6 +219,8 @@ pub fn dispatch(cli: Cli, log: &Logger) -> Result<u8> {
         return Err(CliError::Systemd.into());
     }
     let rt = Runtime::new(&cli.root);
+    // Compiled seccomp filters are cached by content hash next to the container state.
+    berth_runtime::security::seccomp::use_cache_dir(cli.root.join("seccomp-cache"));
     match cli.cmd {
         Cmd::Create(a) => {
             ops::create::create(&rt, &a.id, &create_options(&a))?;

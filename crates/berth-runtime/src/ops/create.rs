@@ -12,7 +12,7 @@ use super::Runtime;
 use crate::cgroups::{Cgroup, CgroupError};
 use crate::hooks::{self, HookKind};
 use crate::spawn::init::ChildIo;
-use crate::spawn::parent::{spawn, SpawnError};
+use crate::spawn::parent::{spawn, Callbacks, SpawnError};
 use crate::spawn::plan::{plan_init, PlanError, SpawnOptions};
 use crate::spec::{self, SpecError};
 use crate::state::{self, ContainerDir, ContainerState, StateError, Status, EXEC_FIFO};
@@ -68,8 +68,6 @@ pub enum CreateError {
         #[source]
         source: std::io::Error,
     },
-    #[error("sending the seccomp notify fd to the listener")]
-    SeccompListener(#[source] crate::security::SecurityError),
     #[error("{original}; cleaning up afterwards also failed: {cleanup}")]
     CleanupFailed {
         #[source]
@@ -223,6 +221,12 @@ fn create_in(
         }
         Ok(json)
     };
+    let mut notify = |pid: i32, fd: OwnedFd| {
+        let mut s = st.clone();
+        s.pid = pid;
+        let json = serde_json::to_string(&s.oci_state(dir)).expect("state serializes");
+        deliver_notify_fd(&plan.security, fd, &json)
+    };
     let spawned = spawn(
         &plan,
         ChildIo {
@@ -230,7 +234,10 @@ fn create_in(
             exec_fifo: Some(fifo),
         },
         Some(&cg),
-        &mut run_hooks,
+        Callbacks {
+            create_runtime_hooks: &mut run_hooks,
+            seccomp_notify: &mut notify,
+        },
     )?;
     st.pid = spawned.pid;
     st.pid_start_time = state::process_start_time(spawned.pid).unwrap_or(0);
@@ -242,8 +249,6 @@ fn create_in(
         );
         e
     };
-    // WIRE: seccomp notify listener (security::send_to_listener) once it lands.
-    drop(spawned.notify_fd);
     dir.save(&st).map_err(|e| kill_init(e.into()))?;
     if let Some(path) = &opts.pid_file {
         write_pid_file(path, spawned.pid).map_err(kill_init)?;
@@ -279,4 +284,23 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), CreateError> {
         .map_err(err)?;
     std::io::Write::write_all(&mut f, pid.to_string().as_bytes()).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Sends a seccomp notify fd to the listener named in the plan, with the container state.
+pub(crate) fn deliver_notify_fd(
+    security: &crate::security::SecurityPlan,
+    fd: OwnedFd,
+    state_json: &str,
+) -> Result<(), crate::security::SecurityError> {
+    let program = security.seccomp.as_ref();
+    match program.and_then(|p| p.listener_path.as_deref()) {
+        Some(path) => crate::security::send_to_listener(
+            path,
+            program.and_then(|p| p.listener_metadata.as_deref()),
+            std::os::fd::AsFd::as_fd(&fd),
+            state_json,
+        ),
+        // The plan refuses SCMP_ACT_NOTIFY without a listenerPath; nothing to deliver to.
+        None => Ok(()),
+    }
 }

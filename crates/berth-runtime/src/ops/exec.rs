@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use oci_spec::runtime::Process;
 
-use super::create::{write_pid_file, CreateError};
+use super::create::{deliver_notify_fd, write_pid_file, CreateError};
 use super::{Runtime, WrongStatus};
 use crate::spawn::init::ChildIo;
-use crate::spawn::parent::{spawn, SpawnError};
+use crate::spawn::parent::{spawn, Callbacks, SpawnError};
 use crate::spawn::plan::{plan_exec, PlanError};
 use crate::state::{StateError, Status};
 
@@ -49,7 +49,7 @@ pub enum ExecError {
 /// Starts `opts.process` in container `id`; returns its host pid. The caller waits for it
 /// (after [`super::wait::become_subreaper`]) unless detached.
 pub fn exec(rt: &Runtime, id: &str, opts: ExecOptions) -> Result<i32, ExecError> {
-    let (_dir, st, status) = rt.load(id)?;
+    let (dir, st, status) = rt.load(id)?;
     if !matches!(status, Status::Running | Status::Created) {
         return Err(WrongStatus {
             id: id.to_owned(),
@@ -59,6 +59,7 @@ pub fn exec(rt: &Runtime, id: &str, opts: ExecOptions) -> Result<i32, ExecError>
         .into());
     }
     let plan = plan_exec(&st.spec, &opts.process, st.pid, opts.preserve_fds)?;
+    let state_json = serde_json::to_string(&st.oci_state(&dir)).expect("state serializes");
     let console_socket: Option<OwnedFd> = match (opts.console_fd, &opts.console_socket) {
         (Some(fd), _) => Some(fd),
         (None, Some(path)) => Some(UnixStream::connect(path).map(OwnedFd::from).map_err(
@@ -76,9 +77,11 @@ pub fn exec(rt: &Runtime, id: &str, opts: ExecOptions) -> Result<i32, ExecError>
             exec_fifo: None,
         },
         st.cgroup.as_ref(),
-        &mut |_| Ok(String::new()),
+        Callbacks {
+            create_runtime_hooks: &mut |_| Ok(String::new()),
+            seccomp_notify: &mut |_pid, fd| deliver_notify_fd(&plan.security, fd, &state_json),
+        },
     )?;
-    drop(spawned.notify_fd);
     if let Some(path) = &opts.pid_file {
         write_pid_file(path, spawned.pid)?;
     }

@@ -4,6 +4,15 @@ use serde_json::{json, Value};
 
 /// The features document. Only what works is listed.
 pub fn features() -> Value {
+    let mut doc = base();
+    let security = serde_json::to_value(crate::security::features()).expect("features serialize");
+    if let (Some(linux), Value::Object(sec)) = (doc["linux"].as_object_mut(), security) {
+        linux.extend(sec);
+    }
+    doc
+}
+
+fn base() -> Value {
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",
@@ -29,4 +38,24 @@ pub fn features() -> Value {
             "io.github.berth.version": env!("CARGO_PKG_VERSION")
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn features_merge_security_into_linux() {
+        let f = super::features();
+        assert!(f["linux"]["namespaces"].as_array().unwrap().len() == 8);
+        assert!(f["linux"]["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "CAP_SYS_ADMIN"));
+        assert!(f["linux"]["seccomp"]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "SCMP_ACT_ERRNO"));
+        assert!(f["linux"]["apparmor"]["enabled"].is_boolean());
+    }
 }

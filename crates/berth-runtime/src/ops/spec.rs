@@ -11,6 +11,19 @@ const DEFAULT: &str = include_str!("../../data/default-config.json");
 /// bind-mounted, and devpts without `gid=5` (which an unmapped group cannot own).
 pub fn default_spec(rootless: bool) -> Spec {
     let mut spec: Spec = serde_json::from_str(DEFAULT).expect("built-in default spec parses");
+    // Docker's default seccomp profile, resolved for the spec's bounding capabilities.
+    let caps: Vec<String> = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.bounding().as_ref())
+        .map(|b| b.iter().map(|c| format!("CAP_{c}")).collect())
+        .unwrap_or_default();
+    let seccomp = crate::security::seccomp::default_seccomp_for_caps(&caps)
+        .expect("the built-in seccomp profile resolves");
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_seccomp(Some(seccomp));
+    }
     if !rootless {
         return spec;
     }
@@ -78,6 +91,16 @@ pub fn default_spec(rootless: bool) -> Spec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_has_the_docker_seccomp_profile() {
+        let s = default_spec(false);
+        let sc = s.linux().as_ref().unwrap().seccomp().as_ref().unwrap();
+        assert!(sc.syscalls().as_ref().unwrap().len() > 10);
+        let json = serde_json::to_string(sc).unwrap();
+        assert!(json.contains("\"read\""));
+        assert!(!json.contains("\"kexec_load\""));
+    }
 
     #[test]
     fn default_is_runc_like() {

@@ -418,8 +418,12 @@ pub fn finalize_with(
             source,
         })?;
         sys::security::ambient_clear_all().map_err(SecurityError::AmbientClear)?;
+        // An ambient capability must also be permitted and inheritable. runc only warns when
+        // it is not (its own default spec lists ambient capabilities without inheritable
+        // ones), so such entries are skipped rather than failing the container.
+        let raisable = sets.ambient & sets.permitted & sets.inheritable;
         for n in 0..=plan.last_cap.min(63) {
-            if sets.ambient & (1u64 << n) != 0 {
+            if raisable & (1u64 << n) != 0 {
                 sys::security::ambient_raise(n).map_err(|source| SecurityError::AmbientRaise {
                     cap: caps::cap_name(n).unwrap_or("CAP_UNKNOWN"),
                     source,

@@ -32,6 +32,8 @@ pub enum Msg {
     CreateRuntimeHooksDone { state: String },
     /// init → parent: the seccomp notify fd rides along with this message.
     SeccompNotifyFd,
+    /// parent → init: the notify fd reached the listener.
+    SeccompNotifyFdDelivered,
     /// init → parent: everything but `execve` is done.
     Ready,
     /// any child → parent: a step failed.
@@ -39,7 +41,8 @@ pub enum Msg {
 }
 
 impl Msg {
-    fn name(&self) -> &'static str {
+    /// The variant's name, for error messages.
+    pub fn name(&self) -> &'static str {
         match self {
             Msg::Go => "Go",
             Msg::WriteIdMaps { .. } => "WriteIdMaps",
@@ -50,6 +53,7 @@ impl Msg {
             Msg::RunCreateRuntimeHooks => "RunCreateRuntimeHooks",
             Msg::CreateRuntimeHooksDone { .. } => "CreateRuntimeHooksDone",
             Msg::SeccompNotifyFd => "SeccompNotifyFd",
+            Msg::SeccompNotifyFdDelivered => "SeccompNotifyFdDelivered",
             Msg::Ready => "Ready",
             Msg::Error(_) => "Error",
         }

@@ -324,14 +324,27 @@ fn run_process(plan: &SpawnPlan, chan: &Channel, io: ChildIo) -> Step<std::conve
     // Everything above the preserved descriptors is closed by execve.
     step(InitStep::CloseFds, sys::cloexec_from(3 + plan.preserve_fds))?;
 
-    let notify = step(
-        InitStep::Security,
-        crate::security::finalize(&plan.security),
-    )?;
-    if let Some(fd) = notify {
+    // The notify fd goes to the parent (and on to the listener) the moment it exists: with
+    // noNewPrivileges false the filter is loaded before the remaining privilege steps, whose
+    // syscalls a notify rule could otherwise block with nobody listening.
+    let mut hand_off = |fd: OwnedFd| -> std::io::Result<()> {
+        let io_err = |e: super::channel::ChannelError| std::io::Error::other(e.to_string());
         chan.send_with_fd(&Msg::SeccompNotifyFd, Some(fd.as_fd()))
-            .map_err(|e| InitError::new(InitStep::Sync, &e))?;
-    }
+            .map_err(io_err)?;
+        match chan
+            .expect("SeccompNotifyFdDelivered", |m| {
+                matches!(m, Msg::SeccompNotifyFdDelivered)
+            })
+            .map_err(io_err)?
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        }
+    };
+    step(
+        InitStep::Security,
+        crate::security::finalize_with(&plan.security, Some(&mut hand_off)),
+    )?;
     chan.send(&Msg::Ready)
         .map_err(|e| InitError::new(InitStep::Sync, &e))?;
 

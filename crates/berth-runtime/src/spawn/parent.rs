@@ -16,6 +16,7 @@ use super::{ensure_single_threaded, InitError, MultiThreaded};
 use crate::cgroups::{Cgroup, CgroupError};
 use crate::hooks::HookError;
 use crate::procfs::{ProcFs, ProcfsError};
+use crate::security::SecurityError;
 use crate::sys::process as sys;
 
 /// The spawned process.
@@ -23,8 +24,6 @@ use crate::sys::process as sys;
 pub struct Spawned {
     /// Host pid of the container's init (or the exec'd process).
     pub pid: i32,
-    /// The seccomp notify descriptor, when the profile uses `SCMP_ACT_NOTIFY`.
-    pub notify_fd: Option<OwnedFd>,
 }
 
 /// Why spawning failed.
@@ -59,18 +58,28 @@ pub enum SpawnError {
     },
     #[error("hooks")]
     Hooks(#[source] HookError),
+    #[error("delivering the seccomp notify fd")]
+    SeccompNotify(#[source] SecurityError),
     #[error("container process failed")]
     Child(#[source] InitError),
 }
 
+/// What the caller does at the two points of the handshake that need more than the plan.
+pub struct Callbacks<'a> {
+    /// Runs the prestart and createRuntime hooks given the init's pid; returns the state
+    /// document for the in-container hooks.
+    pub create_runtime_hooks: &'a mut dyn FnMut(i32) -> Result<String, HookError>,
+    /// Delivers the seccomp notify fd of process `pid` to its listener.
+    pub seccomp_notify: &'a mut dyn FnMut(i32, OwnedFd) -> Result<(), SecurityError>,
+}
+
 /// Forks the container process described by `plan` and drives the handshake until it is
-/// `Ready`. `create_runtime_hooks` runs the prestart and createRuntime hooks given the init's
-/// pid and returns the state document for the in-container hooks.
+/// `Ready`.
 pub fn spawn(
     plan: &SpawnPlan,
     io: ChildIo,
     cgroup: Option<&Cgroup>,
-    create_runtime_hooks: &mut dyn FnMut(i32) -> Result<String, HookError>,
+    callbacks: Callbacks<'_>,
 ) -> Result<Spawned, SpawnError> {
     ensure_single_threaded()?;
     let (parent_end, child_end) = channel::pair()?;
@@ -129,7 +138,7 @@ pub fn spawn(
             other => {
                 return fail(SpawnError::Channel(ChannelError::Unexpected {
                     expected: "WriteIdMaps, WriteTimeOffsets or Pid",
-                    got: msg_name(&other),
+                    got: other.name(),
                 }))
             }
         }
@@ -160,43 +169,29 @@ pub fn spawn(
             Ok(_) => {}
             Err(e) => return fail(SpawnError::Child(e)),
         }
-        let state = create_runtime_hooks(pid).map_err(SpawnError::Hooks)?;
+        let state = (callbacks.create_runtime_hooks)(pid).map_err(SpawnError::Hooks)?;
         chan.send(&Msg::CreateRuntimeHooksDone { state })?;
     }
 
-    let mut notify_fd = None;
     loop {
         let (msg, fd) = chan.recv_any("Ready")?;
-        match msg {
-            Msg::SeccompNotifyFd if fd.is_some() => notify_fd = fd,
-            Msg::Ready => break,
-            Msg::Error(e) => return fail(SpawnError::Child(e)),
-            other => {
+        match (msg, fd) {
+            (Msg::SeccompNotifyFd, Some(fd)) => {
+                (callbacks.seccomp_notify)(pid, fd).map_err(SpawnError::SeccompNotify)?;
+                chan.send(&Msg::SeccompNotifyFdDelivered)?;
+            }
+            (Msg::Ready, _) => break,
+            (Msg::Error(e), _) => return fail(SpawnError::Child(e)),
+            (other, _) => {
                 return fail(SpawnError::Channel(ChannelError::Unexpected {
                     expected: "Ready",
-                    got: msg_name(&other),
+                    got: other.name(),
                 }))
             }
         }
     }
     guard.disarm();
-    Ok(Spawned { pid, notify_fd })
-}
-
-fn msg_name(m: &Msg) -> &'static str {
-    match m {
-        Msg::Go => "Go",
-        Msg::WriteIdMaps { .. } => "WriteIdMaps",
-        Msg::IdMapsWritten => "IdMapsWritten",
-        Msg::WriteTimeOffsets { .. } => "WriteTimeOffsets",
-        Msg::TimeOffsetsWritten => "TimeOffsetsWritten",
-        Msg::Pid { .. } => "Pid",
-        Msg::RunCreateRuntimeHooks => "RunCreateRuntimeHooks",
-        Msg::CreateRuntimeHooksDone { .. } => "CreateRuntimeHooksDone",
-        Msg::SeccompNotifyFd => "SeccompNotifyFd",
-        Msg::Ready => "Ready",
-        Msg::Error(_) => "Error",
-    }
+    Ok(Spawned { pid })
 }
 
 /// Kills the forked processes unless disarmed: a failed spawn leaves no process behind.

@@ -292,7 +292,7 @@ pub fn plan_init(spec: &Spec, bundle: &Path, opts: &SpawnOptions) -> Result<Spaw
         .linux()
         .as_ref()
         .ok_or_else(|| invalid("linux", "missing"))?;
-    let security = security::plan(process, linux.seccomp().as_ref())?;
+    let security = security::plan_for_spec(spec)?;
     let mut plan = empty_plan(Role::Init, security);
     plan_process(process, &mut plan)?;
     plan.preserve_fds = opts.preserve_fds;
