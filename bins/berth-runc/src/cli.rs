@@ -568,7 +568,12 @@ fn process_from_args(mut p: Process, a: &ExecArgs) -> Result<Process> {
     if !a.cap.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
         for name in &a.cap {
-            let cap: oci_spec::runtime::Capability = name
+            // oci-spec parses the bare name (NET_RAW); runc's flag takes CAP_NET_RAW too.
+            let bare = name
+                .to_ascii_uppercase()
+                .trim_start_matches("CAP_")
+                .to_owned();
+            let cap: oci_spec::runtime::Capability = bare
                 .parse()
                 .map_err(|_| format!("unknown capability {name:?} in --cap"))?;
             let add = |set: Option<oci_spec::runtime::Capabilities>| {

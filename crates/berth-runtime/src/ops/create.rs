@@ -183,8 +183,22 @@ fn create_in(
             source,
         }
     })?;
+    // mkfifo applies the umask; the init may run as any user.
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        &fifo_path,
+        Mode::from_bits_truncate(0o622),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|source| CreateError::Fifo {
+        path: fifo_path.clone(),
+        source,
+    })?;
+    // Opened read-write here (which never blocks on a fifo) and inherited by the init: it then
+    // blocks reading it until `start` writes, without ever resolving a path after the user
+    // switch (a non-root, non-dumpable init cannot reopen /proc/self/fd/N).
     let fifo =
-        open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(|source| {
+        open(&fifo_path, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).map_err(|source| {
             CreateError::Fifo {
                 path: fifo_path.clone(),
                 source,
@@ -206,6 +220,7 @@ fn create_in(
     let mut run_hooks = |pid: i32| -> Result<String, hooks::HookError> {
         let mut s = st.clone();
         s.pid = pid;
+        s.pid_start_time = state::process_start_time(pid).unwrap_or(0);
         let json = serde_json::to_string(&s.oci_state(dir)).expect("state serializes");
         if let Some(h) = &hooks {
             hooks::run(
@@ -224,6 +239,7 @@ fn create_in(
     let mut notify = |pid: i32, fd: OwnedFd| {
         let mut s = st.clone();
         s.pid = pid;
+        s.pid_start_time = state::process_start_time(pid).unwrap_or(0);
         let json = serde_json::to_string(&s.oci_state(dir)).expect("state serializes");
         deliver_notify_fd(&plan.security, fd, &json)
     };

@@ -1,10 +1,6 @@
 //! `start`: release a created container's init from the exec fifo, then run poststart hooks.
 
-use std::os::fd::AsFd;
-use std::time::Duration;
-
 use nix::fcntl::{open, OFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
 use super::{Runtime, WrongStatus};
@@ -44,39 +40,30 @@ pub fn start(rt: &Runtime, id: &str) -> Result<Vec<HookError>, StartError> {
         .into());
     }
     let fifo_path = dir.path.join(EXEC_FIFO);
-    // Non-blocking open never waits for a writer; the init is (or will be) blocked opening
-    // the write side, and unblocks as soon as we exist as a reader.
-    let fifo = open(
+    // The init holds the fifo open and blocks reading it. A non-blocking open for writing
+    // fails with ENXIO when nobody holds it, i.e. the init is gone.
+    let fifo = match open(
         &fifo_path,
-        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         Mode::empty(),
-    )
-    .map_err(|source| StartError::Fifo {
-        id: id.to_owned(),
-        source,
-    })?;
-    loop {
-        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
-        let n = poll(&mut fds, PollTimeout::from(100u16)).unwrap_or(0);
-        if n > 0 {
-            let mut b = [0u8; 1];
-            match nix::unistd::read(&fifo, &mut b) {
-                Ok(1) => break,
-                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
-                Err(source) => {
-                    return Err(StartError::Fifo {
-                        id: id.to_owned(),
-                        source,
-                    })
-                }
-            }
-        }
-        if !st.init_alive() {
+    ) {
+        Ok(f) => f,
+        Err(nix::errno::Errno::ENXIO) => {
             let _ = std::fs::remove_file(&fifo_path);
             return Err(StartError::InitDied { id: id.to_owned() });
         }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+        Err(source) => {
+            return Err(StartError::Fifo {
+                id: id.to_owned(),
+                source,
+            })
+        }
+    };
+    nix::unistd::write(&fifo, b"0").map_err(|source| StartError::Fifo {
+        id: id.to_owned(),
+        source,
+    })?;
+    drop(fifo);
     let _ = std::fs::remove_file(&fifo_path);
     st.recorded_status = Status::Running;
     dir.save(&st)?;

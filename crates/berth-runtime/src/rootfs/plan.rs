@@ -299,12 +299,11 @@ pub(super) fn build(
     }
 
     let linux = spec.linux().as_ref();
+    // A new or a joined cgroup namespace: either way /proc/self/cgroup inside is relative to
+    // the namespace's root, so the hierarchies are mounted directly (as runc does).
     let namespaced_cgroup = linux
         .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| {
-            ns.iter()
-                .any(|n| n.typ() == LinuxNamespaceType::Cgroup && n.path().is_none())
-        });
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup));
 
     let mut mounts = Vec::new();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {

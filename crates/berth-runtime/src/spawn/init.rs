@@ -25,7 +25,7 @@ use crate::sys::process as sys;
 pub struct ChildIo {
     /// The connected `--console-socket`, for `terminal: true`.
     pub console_socket: Option<OwnedFd>,
-    /// An `O_PATH` descriptor of the exec fifo (init only).
+    /// The exec fifo, open read-write (init only).
     pub exec_fifo: Option<OwnedFd>,
 }
 
@@ -349,24 +349,23 @@ fn run_process(plan: &SpawnPlan, chan: &Channel, io: ChildIo) -> Step<std::conve
         .map_err(|e| InitError::new(InitStep::Sync, &e))?;
 
     if let Some(fifo) = io.exec_fifo {
-        // Blocks until `start` opens the fifo for reading. The fifo is reopened through our own
-        // fd, so no host path is resolved from inside the container.
-        let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-        let w = report_late(ctx(
-            InitStep::ExecFifo,
-            "opening the exec fifo".into(),
-            open(
-                path.as_str(),
-                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            ),
-        ));
-        report_late(ctx(
-            InitStep::ExecFifo,
-            "writing the exec fifo".into(),
-            nix::unistd::write(&w, b"0"),
-        ));
-        drop(w);
+        // Blocks until `start` writes a byte into the fifo.
+        let mut byte = [0u8; 1];
+        loop {
+            match nix::unistd::read(&fifo, &mut byte) {
+                Ok(1) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Ok(_) => report_late::<()>(Err(InitError::msg(
+                    InitStep::ExecFifo,
+                    "the exec fifo closed before start",
+                ))),
+                Err(e) => report_late::<()>(ctx(
+                    InitStep::ExecFifo,
+                    "reading the exec fifo".into(),
+                    Err(e),
+                )),
+            }
+        }
         drop(fifo);
         report_late(step(
             InitStep::StartContainerHooks,
