@@ -384,6 +384,30 @@ fn the_device_filter_denies_unlisted_devices_and_allows_listed_ones() {
     assert!(stdout.contains("null-ok"), "{stdout} {stderr}");
     assert!(stdout.contains("kmsg-denied"), "{stdout} {stderr}");
     assert!(stderr.contains("not permitted"), "{stderr}");
+
+    // update: a new list replaces the old one (v1 rules, or the attached v2 program).
+    let allow_kmsg = LinuxResourcesBuilder::default()
+        .devices(vec![
+            LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()
+                .unwrap(),
+            LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .typ(LinuxDeviceType::C)
+                .major(1)
+                .minor(11)
+                .access("r")
+                .build()
+                .unwrap(),
+        ])
+        .build()
+        .unwrap();
+    f.cg.update(&allow_kmsg).expect("update devices");
+    let i = f.spawn("if (: < /dev/kmsg); then echo kmsg-ok; else echo kmsg-denied; fi");
+    let (_, stdout, stderr) = f.wait(i);
+    assert!(stdout.contains("kmsg-ok"), "{stdout} {stderr}");
 }
 
 #[test]
@@ -501,4 +525,170 @@ fn hugepage_limits_use_whichever_hierarchy_has_hugetlb() {
         "4194304"
     );
     assert!(f.cg.stats().unwrap().hugetlb.contains_key("2MB"));
+}
+
+/// A container created (not started) by Debian's runc, removed on drop. Used to check that our
+/// writers put the same values in the same files as runc for the same `linux.resources`.
+struct RuncContainer {
+    root: tempfile::TempDir,
+    _bundle: tempfile::TempDir,
+    id: String,
+}
+
+impl RuncContainer {
+    fn create(id: &str, cgroups_path: &str, resources: &LinuxResources) -> Option<Self> {
+        if Command::new("runc").arg("--version").output().is_err() {
+            return None;
+        }
+        let bundle = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(bundle.path().join("rootfs/bin")).unwrap();
+        fs::copy(BUSYBOX, bundle.path().join("rootfs/bin/busybox")).unwrap();
+        let status = Command::new("runc")
+            .args(["spec", "--bundle"])
+            .arg(bundle.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "runc spec failed");
+        let config_path = bundle.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&config_path).unwrap()).unwrap();
+        config["process"]["terminal"] = false.into();
+        config["process"]["args"] = serde_json::json!(["/bin/busybox", "sleep", "1000"]);
+        config["linux"]["cgroupsPath"] = cgroups_path.into();
+        config["linux"]["resources"] = serde_json::to_value(resources).unwrap();
+        fs::write(&config_path, serde_json::to_string(&config).unwrap()).unwrap();
+        // runc's init keeps the stdio it was given until the container starts: hand it a
+        // file, not a pipe, or reading the pipe to EOF would wait forever.
+        let log_path = bundle.path().join("runc.stderr");
+        let log = fs::File::create(&log_path).unwrap();
+        let status = Command::new("runc")
+            .arg("--root")
+            .arg(root.path())
+            .args(["create", "--bundle"])
+            .arg(bundle.path())
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .status()
+            .unwrap();
+        let stderr = fs::read_to_string(&log_path).unwrap_or_default();
+        let container = RuncContainer {
+            root,
+            _bundle: bundle,
+            id: id.to_owned(),
+        };
+        assert!(status.success(), "runc create failed: {stderr}");
+        Some(container)
+    }
+}
+
+impl Drop for RuncContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(self.root.path())
+            .args(["delete", "--force", &self.id])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn our_files_match_what_runc_writes_for_the_same_resources() {
+    require_root!();
+    let r = LinuxResourcesBuilder::default()
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(64 << 20)
+                .reservation(32 << 20)
+                .build()
+                .unwrap(),
+        )
+        .cpu(
+            LinuxCpuBuilder::default()
+                .shares(512u64)
+                .quota(20_000)
+                .period(50_000u64)
+                .cpus("0")
+                .mems("0")
+                .build()
+                .unwrap(),
+        )
+        .pids(LinuxPidsBuilder::default().limit(33).build().unwrap())
+        .devices(vec![
+            LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()
+                .unwrap(),
+            LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .typ(LinuxDeviceType::C)
+                .major(1)
+                .minor(11)
+                .access("r")
+                .build()
+                .unwrap(),
+        ])
+        .build()
+        .unwrap();
+    let pid = std::process::id();
+    let runc_path = format!("/berth-test/runc-ref-{pid}");
+    let Some(_runc) = RuncContainer::create(&format!("berth-ref-{pid}"), &runc_path, &r) else {
+        eprintln!("skipping: runc is not installed");
+        return;
+    };
+    let ours = Fixture::new("runc-cmp", Some(&r)).expect("create");
+    let v2 = pure_v2();
+    let files: &[(&str, &str)] = if v2 {
+        &[
+            ("memory", "memory.max"),
+            ("memory", "memory.low"),
+            ("cpu", "cpu.weight"),
+            ("cpu", "cpu.max"),
+            ("cpuset", "cpuset.cpus"),
+            ("cpuset", "cpuset.mems"),
+            ("pids", "pids.max"),
+        ]
+    } else {
+        &[
+            ("memory", "memory.limit_in_bytes"),
+            ("memory", "memory.soft_limit_in_bytes"),
+            ("cpu", "cpu.shares"),
+            ("cpu", "cpu.cfs_quota_us"),
+            ("cpu", "cpu.cfs_period_us"),
+            ("cpuset", "cpuset.cpus"),
+            ("cpuset", "cpuset.mems"),
+            ("pids", "pids.max"),
+            ("devices", "devices.list"),
+        ]
+    };
+    for (controller, file) in files {
+        let our_dir = ours.dir(controller);
+        // runc's directory: the same hierarchy, its own path.
+        let mount = &ours
+            .cg
+            .placements
+            .iter()
+            .find(|p| p.dir == our_dir)
+            .unwrap()
+            .mount_point;
+        let runc_dir = mount.join(runc_path.trim_start_matches('/'));
+        let read = |d: &PathBuf| {
+            let mut lines: Vec<String> = fs::read_to_string(d.join(file))
+                .unwrap_or_else(|e| panic!("reading {}: {e}", d.join(file).display()))
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(
+            read(&our_dir),
+            read(&runc_dir),
+            "{file} differs from runc's"
+        );
+    }
 }
