@@ -14,7 +14,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
-use berth_runtime::cgroups::{Cgroup, CgroupError, FreezerState, Layout, Version};
+use berth_runtime::cgroups::{Cgroup, CgroupError, FreezerState, Layout, OomWait, Version};
 use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder,
     LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
@@ -268,6 +268,11 @@ fn a_memory_hog_is_oom_killed_at_the_limit() {
         .unwrap();
     let mut f = Fixture::new("oom", Some(&r)).expect("create");
     assert_eq!(f.cg.oom_kill_count().unwrap(), 0);
+    let mut watcher = f.cg.oom_watcher().expect("oom watcher");
+    assert_eq!(
+        watcher.wait(Some(Duration::ZERO)).unwrap(),
+        OomWait::Timeout
+    );
     // `tail` keeps all input without a newline in memory: 200 MiB against a 32 MiB limit.
     let i = f.spawn(&format!(
         "{BUSYBOX} head -c 200000000 /dev/zero | {BUSYBOX} tail"
@@ -275,6 +280,9 @@ fn a_memory_hog_is_oom_killed_at_the_limit() {
     let (code, _, stderr) = f.wait(i);
     assert_eq!(code, 128 + 9, "the hog was not SIGKILLed: {stderr}");
     assert!(f.cg.oom_kill_count().unwrap() >= 1, "no OOM kill counted");
+    // The event stream's source: the watcher saw it (v1 eventfd, v2 memory.events).
+    let seen = watcher.wait(Some(Duration::from_secs(30))).unwrap();
+    assert!(matches!(seen, OomWait::Oom(n) if n >= 1), "{seen:?}");
     let stats = f.cg.stats().unwrap();
     assert_eq!(stats.memory.usage.limit, limit as u64);
 }
@@ -690,5 +698,44 @@ fn our_files_match_what_runc_writes_for_the_same_resources() {
             read(&runc_dir),
             "{file} differs from runc's"
         );
+    }
+}
+
+#[test]
+fn lowering_memory_below_usage_is_refused_with_the_file_named() {
+    require_root!();
+    let mut f = Fixture::new("below-usage", None).expect("create");
+    // A shell variable of 20 MB keeps that much anonymous memory in use (no swap here).
+    let i = f.spawn(&format!(
+        "x=$({BUSYBOX} head -c 20000000 /dev/zero | {BUSYBOX} tr '\\0' a); echo held; exec {BUSYBOX} sleep 1000"
+    ));
+    let stdout = f.children[i].stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    assert_eq!(line.trim(), "held");
+    let v2 = pure_v2();
+    // v1 refuses a limit it cannot reclaim down to (EBUSY). v2 would OOM-kill instead, so the
+    // spec's checkBeforeUpdate is what refuses it there.
+    let patch = LinuxResourcesBuilder::default()
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(1 << 20)
+                .check_before_update(v2)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let err = f.cg.update(&patch).unwrap_err();
+    if v2 {
+        assert!(matches!(err, CgroupError::BelowUsage { .. }), "{err}");
+    } else {
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("setting memory.limit_in_bytes to 1048576 in /sys/fs/cgroup/memory/berth-test/below-usage-"),
+            "{msg}"
+        );
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert!(source.contains("busy"), "{source}");
     }
 }

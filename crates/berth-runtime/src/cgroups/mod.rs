@@ -18,6 +18,7 @@
 pub mod convert;
 pub(crate) mod devices;
 pub mod layout;
+pub mod oom;
 mod plan;
 pub mod stats;
 
@@ -37,6 +38,7 @@ use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 pub use layout::{Hierarchy, Layout, LayoutKind, Membership, Version};
+pub use oom::{OomWait, OomWatcher};
 use plan::{Probe, Targets};
 pub use stats::Stats;
 
@@ -175,6 +177,12 @@ pub enum CgroupError {
         #[source]
         source: Box<CgroupError>,
         cleanup: Box<CgroupError>,
+    },
+    #[error("watching {dir} for OOM events")]
+    OomWatch {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
     },
     #[error("merging resources: {0}")]
     Merge(#[source] serde_json::Error),
@@ -617,6 +625,20 @@ impl Cgroup {
             .get("oom_kill")
             .copied()
             .unwrap_or(0))
+    }
+
+    /// A watcher that wakes on each OOM event in this cgroup (v1 eventfd, v2 `memory.events`).
+    pub fn oom_watcher(&self) -> Result<OomWatcher, CgroupError> {
+        if let Some(p) = self.placement(Version::V1, "memory") {
+            return OomWatcher::v1(p.dir.clone());
+        }
+        match self.v2_placement() {
+            Some(p) if p.controllers.iter().any(|c| c == "memory") => OomWatcher::v2(p.dir.clone()),
+            _ => Err(CgroupError::ControllerUnavailable {
+                controller: "memory",
+                setting: "(oom events)",
+            }),
+        }
     }
 
     /// A descriptor of the cgroup v2 directory for `clone3(CLONE_INTO_CGROUP)`, on hosts

@@ -125,3 +125,14 @@ pub(crate) fn attach_device_program(
     };
     Errno::result(res).map(drop)
 }
+
+/// `eventfd(0, EFD_CLOEXEC)`: the counter the v1 memory controller signals on OOM once it is
+/// registered through `cgroup.event_control` (cgroup-v1/memory.rst, "OOM Control").
+pub(crate) fn eventfd() -> Result<OwnedFd, Errno> {
+    // SAFETY: eventfd(2) takes no pointers; on success it returns a new descriptor that
+    // nothing else owns, which is wrapped at once.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    let fd = Errno::result(fd)?;
+    // SAFETY: `fd` was just returned by eventfd(2) and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
