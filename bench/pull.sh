@@ -45,22 +45,21 @@ echo "building the benchmark image..." >&2
 cd "$W"
 umoci init --layout oci >/dev/null
 umoci new --image oci:bench >/dev/null
-umoci unpack --rootless --image oci:bench bundle >/dev/null 2>&1 || umoci unpack --image oci:bench bundle >/dev/null
-R=bundle/rootfs
-mkdir -p "$R/bin" && cp /bin/busybox "$R/bin/busybox" && ln -sf busybox "$R/bin/sh"
-umoci repack --image oci:bench bundle >/dev/null
+# add_layer NAME: tars directory L/NAME and appends it to the image as one layer.
+add_layer() { tar -C "L/$1" -cf "L/$1.tar" . && umoci raw add-layer --image oci:bench "L/$1.tar" >/dev/null; }
+mkdir -p L/base/bin L/random/data L/text/data L/small/data/small L/b64/data
+cp /bin/busybox L/base/bin/busybox && ln -sf busybox L/base/bin/sh
+add_layer base
 umoci tag --image oci:bench base >/dev/null
-mkdir -p "$R/data"
-head -c 40M /dev/urandom > "$R/data/random.bin"
-umoci repack --image oci:bench bundle >/dev/null
-seq 1 5000000 > "$R/data/numbers.txt"                                # ~39 MB of text
-umoci repack --image oci:bench bundle >/dev/null
-mkdir -p "$R/data/small"
-for i in $(seq 1 3000); do head -c 4096 /dev/urandom | base64 > "$R/data/small/f$i"; done  # ~16 MB
-umoci repack --image oci:bench bundle >/dev/null
-head -c 20M /dev/urandom | base64 > "$R/data/b64.txt"                # ~27 MB
-umoci repack --image oci:bench bundle >/dev/null
-rm -rf --one-file-system bundle
+head -c 40M /dev/urandom > L/random/data/random.bin                  # 40 MB, incompressible
+add_layer random
+seq 1 5000000 > L/text/data/numbers.txt                             # ~39 MB of text
+add_layer text
+for i in $(seq 1 3000); do head -c 4096 /dev/urandom | base64 > "L/small/data/small/f$i"; done  # ~16 MB, 3000 files
+add_layer small
+head -c 20M /dev/urandom | base64 > L/b64/data/b64.txt               # ~27 MB
+add_layer b64
+rm -rf --one-file-system L
 skopeo copy -q --dest-tls-verify=false oci:oci:bench "docker://$REG/bench:1"
 skopeo copy -q --dest-tls-verify=false oci:oci:base "docker://$REG/base:1"
 LAYERS=$(skopeo inspect --tls-verify=false "docker://$REG/bench:1" | jq '.Layers | length')
@@ -80,9 +79,10 @@ hyperfine -N --runs "$RUNS" --export-markdown "$W/cold.md" \
 cat "$W/cold.md"
 
 echo "== base layer present ($RUNS runs each)"
+# -N runs prepare commands without a shell too: wrap the two steps in sh -c.
 hyperfine -N --runs "$RUNS" --export-markdown "$W/warm.md" \
-    -n berth --prepare "$CLEAN; $B pull -q $REG/base:1" "$B pull -q $REG/bench:1" \
-    -n podman --prepare "$CLEAN; $P pull -q --tls-verify=false $REG/base:1" \
+    -n berth --prepare "sh -c '$CLEAN && $B pull -q $REG/base:1'" "$B pull -q $REG/bench:1" \
+    -n podman --prepare "sh -c '$CLEAN && $P pull -q --tls-verify=false $REG/base:1'" \
     "$P pull -q --tls-verify=false $REG/bench:1"
 cat "$W/warm.md"
 
@@ -95,6 +95,9 @@ for tool in berth podman skopeo; do
     skopeo) cmd="$S docker://$REG/bench:1 oci:$W/skopeo:bench" ;;
     esac
     /usr/bin/time -f "$tool %M KiB %e s (user %U s, sys %S s)" $cmd >/dev/null
+    if [ $tool = berth ]; then
+        du -sh "$W/berth/image/layers" | sed 's/^/berth unpacked layers: /'
+        du -sh "$W/berth/image/blobs" | sed 's/^/berth kept blobs: /'
+    fi
 done
-du -sh "$W/berth/image/layers" | sed 's/^/berth unpacked: /'
 eval "$CLEAN"
