@@ -147,9 +147,21 @@ impl Drop for TempDir {
 
 /// The static probe binary, built once per test process into `target/probe` with
 /// `-C target-feature=+crt-static` and checked to have no ELF interpreter (really static).
+/// `BERTH_PROBE_BINARY` names a prebuilt one instead (the VM runs no cargo: scripts/test-vm.sh
+/// builds the probe on the host and passes it in).
 pub fn probe_binary() -> &'static Path {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
     PROBE.get_or_init(|| {
+        if let Some(p) = std::env::var_os("BERTH_PROBE_BINARY") {
+            let p = PathBuf::from(p);
+            assert!(
+                p.is_file(),
+                "BERTH_PROBE_BINARY {} does not exist",
+                p.display()
+            );
+            assert!(!elf_has_interpreter(&p), "{} is not static", p.display());
+            return p;
+        }
         let root = workspace_root();
         let target_dir = root.join("target/probe");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -843,14 +855,18 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         let tracked = std::mem::take(&mut *self.tracked.borrow_mut());
         for (id, cgroup) in tracked.iter().rev() {
-            let _ = Command::new(&self.bin)
+            // Bounded: a hung runtime must not hang the guard (and with it the whole suite).
+            if let Ok(mut child) = Command::new(&self.bin)
                 .arg("--root")
                 .arg(&self.root)
                 .args(["delete", "--force", id])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .status();
+                .spawn()
+            {
+                let _ = wait_with_timeout(&mut child, Duration::from_secs(30));
+            }
             kill_cgroup_processes(cgroup);
             remove_cgroup(cgroup);
         }
