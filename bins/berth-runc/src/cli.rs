@@ -105,6 +105,53 @@ pub enum Cmd {
     Exec(ExecArgs),
     /// Print the features this runtime supports as JSON.
     Features,
+    /// Change the resource limits of a running container.
+    Update(UpdateArgs),
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Print resource statistics and OOM events as JSON lines.
+    Events {
+        /// Print one stats event and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Interval between stats events (e.g. 5s, 500ms).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    pub id: String,
+    /// A linux.resources JSON document ("-" for stdin); flags are applied on top.
+    #[arg(short, long)]
+    pub r: Option<PathBuf>,
+    /// Memory limit (bytes, or with k/m/g suffix; -1 unlimited).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Memory plus swap limit.
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit.
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -212,6 +259,105 @@ enum CliError {
     Ps(#[source] std::io::Error),
     #[error("waiting for the container process")]
     Wait(#[source] nix::errno::Errno),
+    #[error("invalid --interval {0:?} (e.g. 5s, 500ms)")]
+    Interval(String),
+    #[error("reading resources from {path}")]
+    Resources {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing resources from {path}")]
+    ResourcesJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration> {
+    let bad = || CliError::Interval(s.to_owned());
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(bad().into()),
+    };
+    if secs <= 0.0 {
+        return Err(bad().into());
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// The resources document `update` applies: `-r FILE` with the flags on top.
+fn update_patch(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
+    use berth_runtime::ops::resources::parse_size;
+    let mut doc = match &a.r {
+        Some(path) => {
+            let data = if path.as_os_str() == "-" {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|source| {
+                    CliError::Resources {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                buf
+            } else {
+                std::fs::read(path).map_err(|source| CliError::Resources {
+                    path: path.clone(),
+                    source,
+                })?
+            };
+            serde_json::from_slice::<serde_json::Value>(&data).map_err(|source| {
+                CliError::ResourcesJson {
+                    path: path.clone(),
+                    source,
+                }
+            })?
+        }
+        None => serde_json::json!({}),
+    };
+    let mut set = |section: &str, key: &str, v: serde_json::Value| {
+        doc[section][key] = v;
+    };
+    if let Some(m) = &a.memory {
+        set("memory", "limit", parse_size(m)?.into());
+    }
+    if let Some(m) = &a.memory_swap {
+        set("memory", "swap", parse_size(m)?.into());
+    }
+    if let Some(m) = &a.memory_reservation {
+        set("memory", "reservation", parse_size(m)?.into());
+    }
+    if let Some(v) = a.cpu_shares {
+        set("cpu", "shares", v.into());
+    }
+    if let Some(v) = a.cpu_quota {
+        set("cpu", "quota", v.into());
+    }
+    if let Some(v) = a.cpu_period {
+        set("cpu", "period", v.into());
+    }
+    if let Some(v) = &a.cpuset_cpus {
+        set("cpu", "cpus", v.clone().into());
+    }
+    if let Some(v) = &a.cpuset_mems {
+        set("cpu", "mems", v.clone().into());
+    }
+    if let Some(v) = a.pids_limit {
+        set("pids", "limit", v.into());
+    }
+    if let Some(v) = a.blkio_weight {
+        set("blockIO", "weight", v.into());
+    }
+    let path = a.r.clone().unwrap_or_else(|| PathBuf::from("(flags)"));
+    Ok(serde_json::from_value(doc).map_err(|source| CliError::ResourcesJson { path, source })?)
 }
 
 pub fn dispatch(cli: Cli, log: &Logger) -> Result<u8> {
@@ -223,7 +369,10 @@ pub fn dispatch(cli: Cli, log: &Logger) -> Result<u8> {
     berth_runtime::security::seccomp::use_cache_dir(cli.root.join("seccomp-cache"));
     match cli.cmd {
         Cmd::Create(a) => {
-            ops::create::create(&rt, &a.id, &create_options(&a))?;
+            let created = ops::create::create(&rt, &a.id, &create_options(&a))?;
+            for w in created.warnings {
+                log.warn(&w.to_string());
+            }
             Ok(0)
         }
         Cmd::Start { id } => {
@@ -277,6 +426,38 @@ pub fn dispatch(cli: Cli, log: &Logger) -> Result<u8> {
             Ok(0)
         }
         Cmd::Exec(a) => exec(&rt, a),
+        Cmd::Update(a) => {
+            let patch = update_patch(&a)?;
+            for w in ops::resources::update(&rt, &a.id, &patch)? {
+                log.warn(&w.to_string());
+            }
+            Ok(0)
+        }
+        Cmd::Pause { id } => {
+            ops::resources::pause(&rt, &id)?;
+            Ok(0)
+        }
+        Cmd::Resume { id } => {
+            ops::resources::resume(&rt, &id)?;
+            Ok(0)
+        }
+        Cmd::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            if stats {
+                println!("{}", ops::resources::stats_event(&rt, &id)?);
+                return Ok(0);
+            }
+            let every = parse_interval(&interval)?;
+            ops::resources::stream_events(&rt, &id, every, &mut |ev| {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{ev}");
+                let _ = out.flush();
+            })?;
+            Ok(0)
+        }
         Cmd::Features => {
             println!(
                 "{}",
@@ -329,7 +510,12 @@ fn run(rt: &Runtime, a: &CreateArgs, detach: bool, keep: bool, log: &Logger) -> 
     let created = ops::create::create(rt, &a.id, &opts);
     drop(opts);
     let pid = match created {
-        Ok(pid) => pid,
+        Ok(created) => {
+            for w in created.warnings {
+                log.warn(&w.to_string());
+            }
+            created.pid
+        }
         Err(e) => {
             if let Some(s) = &set {
                 ops::wait::unblock_signals(s);

@@ -119,7 +119,7 @@ impl Layout {
                     }
                 }
                 "cgroup" => {
-                    let controllers: Vec<String> = m
+                    let mut controllers: Vec<String> = m
                         .super_options
                         .split(',')
                         .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains('='))
@@ -127,10 +127,15 @@ impl Layout {
                         .filter(|o| !matches!(*o, "xattr" | "cpuset_v2_mode"))
                         .map(str::to_owned)
                         .collect();
-                    // Named hierarchies without controllers (`name=systemd`) limit nothing;
-                    // runc joins them for systemd's sake, and this runtime has no systemd driver.
+                    // A named hierarchy without controllers (`name=systemd`) limits nothing,
+                    // but runc places containers in it too (systemd inside a container and
+                    // tools reading /proc/PID/cgroup expect it), so it is kept under its name,
+                    // spelled as /proc/PID/cgroup spells it.
                     if controllers.is_empty() {
-                        continue;
+                        match m.super_options.split(',').find(|o| o.starts_with("name=")) {
+                            Some(name) => controllers.push(name.to_owned()),
+                            None => continue,
+                        }
                     }
                     Hierarchy {
                         version: Version::V1,
@@ -303,10 +308,14 @@ mod tests {
 ";
 
     #[test]
-    fn hybrid_host_is_detected_and_named_hierarchies_skipped() {
+    fn hybrid_host_is_detected_and_named_hierarchies_kept() {
         let layout = Layout::from_mountinfo(HYBRID).unwrap();
         assert_eq!(layout.kind, LayoutKind::Hybrid);
-        assert_eq!(layout.hierarchies.len(), 4);
+        assert_eq!(layout.hierarchies.len(), 5);
+        assert!(layout
+            .hierarchies
+            .iter()
+            .any(|h| h.controllers == ["name=systemd"]));
         assert_eq!(
             layout.v1("memory").unwrap().mount_point,
             Path::new("/sys/fs/cgroup/memory")

@@ -76,8 +76,17 @@ pub enum CreateError {
     },
 }
 
-/// Creates container `id` from `opts.bundle`; returns the init's host pid.
-pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32, CreateError> {
+/// A created container.
+#[derive(Debug)]
+pub struct Created {
+    /// Host pid of the init.
+    pub pid: i32,
+    /// Resource settings the kernel ignored (reported, not fatal).
+    pub warnings: Vec<crate::cgroups::Warning>,
+}
+
+/// Creates container `id` from `opts.bundle`.
+pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Created, CreateError> {
     let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| CreateError::Bundle {
         path: opts.bundle.clone(),
         source,
@@ -99,7 +108,7 @@ pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32, Creat
     dir.create()?;
     let mut made = Made::default();
     match create_in(rt, id, &dir, &bundle, spec, plan, opts, &mut made) {
-        Ok(pid) => Ok(pid),
+        Ok(created) => Ok(created),
         Err(e) => Err(undo(&dir, &made, e)),
     }
 }
@@ -139,8 +148,9 @@ fn create_in(
     plan: crate::spawn::SpawnPlan,
     opts: &CreateOptions,
     made: &mut Made,
-) -> Result<i32, CreateError> {
+) -> Result<Created, CreateError> {
     let _lock = dir.lock()?;
+    let mut warnings = Vec::new();
     let linux = spec.linux().as_ref().expect("validated");
     let rootfs = {
         let p = &spec.root().as_ref().expect("validated").path().clone();
@@ -172,7 +182,7 @@ fn create_in(
     let mut cg = Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)?;
     let created = cg.create(linux.resources().as_ref());
     made.cgroup = Some(cg.clone());
-    created?;
+    warnings.extend(created?);
     st.cgroup = Some(cg.clone());
     dir.save(&st)?;
 
@@ -269,7 +279,10 @@ fn create_in(
     if let Some(path) = &opts.pid_file {
         write_pid_file(path, spawned.pid).map_err(kill_init)?;
     }
-    Ok(spawned.pid)
+    Ok(Created {
+        pid: spawned.pid,
+        warnings,
+    })
 }
 
 fn connect_console(path: &Path) -> Result<OwnedFd, CreateError> {

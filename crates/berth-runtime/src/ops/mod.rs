@@ -8,6 +8,7 @@ pub mod exec;
 pub mod features;
 pub mod kill;
 pub mod list;
+pub mod resources;
 pub mod spec;
 pub mod start;
 pub mod wait;
