@@ -1,0 +1,675 @@
+//! From "an image plus run options" to an OCI `config.json`: a pure function, unit-tested
+//! without root. The defaults are Docker's (moby `oci/defaults.go` and
+//! `daemon/oci_linux.go`): its capability set, masked and read-only paths, the default seccomp
+//! profile resolved for the capabilities, and a private network namespace with loopback only
+//! (Berth has no bridge networking yet).
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::user::{self, ResolvedUser, UserError};
+
+/// Docker's default capabilities (moby `oci/caps/defaults.go`).
+pub const DOCKER_DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Docker's masked paths (moby `oci/defaults.go`).
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Docker's read-only paths (moby `oci/defaults.go`).
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The part of an image config (`config` in the OCI image config) a container uses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+}
+
+impl ImageConfig {
+    /// Reads `config` from an image config document (a missing `config` is an empty one).
+    pub fn from_image_json(doc: &Value) -> Result<Self, serde_json::Error> {
+        match doc.get("config") {
+            Some(c) if !c.is_null() => serde_json::from_value(c.clone()),
+            _ => Ok(Self::default()),
+        }
+    }
+}
+
+/// `docker run` options that shape the bundle, as given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub image: String,
+    pub name: Option<String>,
+    /// Arguments after the image: replace the image's `Cmd`.
+    pub command: Vec<String>,
+    /// `--entrypoint`: replaces the image's `Entrypoint` (and drops its `Cmd`); `""` clears it.
+    pub entrypoint: Option<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub tty: bool,
+    pub interactive: bool,
+    pub auto_remove: bool,
+    pub read_only: bool,
+    /// `--tmpfs PATH[:OPTIONS]`.
+    pub tmpfs: Vec<String>,
+    /// `-v SRC:DST[:ro|rw|z|Z]` (bind mounts only).
+    pub volumes: Vec<String>,
+    pub memory: Option<String>,
+    pub cpus: Option<String>,
+    pub pids_limit: Option<i64>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    /// `none` (the default), `host`; anything else is not supported yet.
+    pub network: Option<String>,
+    /// `-p`: not supported yet.
+    pub publish: Vec<String>,
+    /// Absolute cgroup under which `<id>` is created (default `/berth`).
+    pub cgroup_parent: Option<String>,
+}
+
+/// Why a bundle could not be generated from the options.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("invalid --memory value {0:?}: expected a number with an optional b, k, m or g unit")]
+    Memory(String),
+    #[error("invalid --cpus value {0:?}: expected a positive decimal number")]
+    Cpus(String),
+    #[error("invalid --pids-limit value {0}")]
+    PidsLimit(i64),
+    #[error("invalid volume specification {spec:?}: {why}")]
+    Volume { spec: String, why: &'static str },
+    #[error("invalid --tmpfs {spec:?}: the destination must be an absolute path")]
+    Tmpfs { spec: String },
+    #[error("unknown capability {0:?}")]
+    Capability(String),
+    #[error("publishing ports (-p {0}) is not supported yet: Berth has no bridge networking; use --network host")]
+    PortsNotSupported(String),
+    #[error("network mode {0:?} is not supported yet (supported: none, host)")]
+    Network(String),
+    #[error("--cgroup-parent {0:?} must be an absolute cgroup path")]
+    CgroupParent(String),
+    #[error("no command specified: the image has no Entrypoint or Cmd and none was given")]
+    NoCommand,
+    #[error("--workdir {0:?} must be an absolute path")]
+    Workdir(String),
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error("resolving the default seccomp profile")]
+    Seccomp(#[source] berth_runtime::security::seccomp::SeccompError),
+    #[error("the generated spec does not parse")]
+    Spec(#[source] serde_json::Error),
+}
+
+/// Parses Docker's memory sizes: `512m`, `1g`, `1048576`, `64mb`.
+pub fn parse_bytes(s: &str) -> Option<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1i64 << 10),
+        'm' => (&t[..t.len() - 1], 1 << 20),
+        'g' => (&t[..t.len() - 1], 1 << 30),
+        't' => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().ok()?;
+    if !n.is_finite() || n <= 0.0 {
+        return None;
+    }
+    let v = n * mult as f64;
+    (v < i64::MAX as f64).then_some(v as i64)
+}
+
+/// `--cpus 1.5` as nano-CPUs (Docker's `NanoCPUs`).
+pub fn parse_cpus(s: &str) -> Option<i64> {
+    let n: f64 = s.trim().parse().ok()?;
+    (n.is_finite() && n > 0.0 && n < 1e6).then(|| (n * 1e9).round() as i64)
+}
+
+/// Capability set after `--cap-add`/`--cap-drop` over Docker's defaults (`ALL` allowed on
+/// either side; drop wins over the defaults, add wins over drop as in moby `caps.TweakCapabilities`).
+pub fn capabilities(
+    add: &[String],
+    drop: &[String],
+    privileged: bool,
+) -> Result<Vec<String>, BundleError> {
+    let norm = |c: &str| -> Result<String, BundleError> {
+        let up = c.trim().to_ascii_uppercase();
+        if up == "ALL" {
+            return Ok(up);
+        }
+        let full = if up.starts_with("CAP_") {
+            up
+        } else {
+            format!("CAP_{up}")
+        };
+        berth_runtime::security::caps::cap_number(&full)
+            .map_err(|_| BundleError::Capability(c.to_owned()))?;
+        Ok(full)
+    };
+    let all: Vec<String> = (0..=63u32)
+        .filter_map(berth_runtime::security::caps::cap_name)
+        .map(|n| {
+            if n.starts_with("CAP_") {
+                n.to_owned()
+            } else {
+                format!("CAP_{n}")
+            }
+        })
+        .collect();
+    if privileged {
+        return Ok(all);
+    }
+    let add: Vec<String> = add.iter().map(|c| norm(c)).collect::<Result<_, _>>()?;
+    let drop: Vec<String> = drop.iter().map(|c| norm(c)).collect::<Result<_, _>>()?;
+    let mut caps: Vec<String> = if drop.iter().any(|c| c == "ALL") {
+        Vec::new()
+    } else {
+        DOCKER_DEFAULT_CAPS
+            .iter()
+            .map(|c| c.to_string())
+            .filter(|c| !drop.contains(c))
+            .collect()
+    };
+    if add.iter().any(|c| c == "ALL") {
+        return Ok(all.into_iter().filter(|c| !drop.contains(c)).collect());
+    }
+    for c in add {
+        if !caps.contains(&c) {
+            caps.push(c);
+        }
+    }
+    Ok(caps)
+}
+
+/// The process arguments: Docker's rules for `--entrypoint`, `Entrypoint` and `Cmd`.
+pub fn process_args(img: &ImageConfig, opts: &RunOptions) -> Result<Vec<String>, BundleError> {
+    let entrypoint: Vec<String> = match &opts.entrypoint {
+        Some(e) if e.is_empty() => Vec::new(),
+        Some(e) => vec![e.clone()],
+        None => img.entrypoint.clone().unwrap_or_default(),
+    };
+    let cmd: Vec<String> = if !opts.command.is_empty() {
+        opts.command.clone()
+    } else if opts.entrypoint.is_some() {
+        // moby: a new entrypoint resets the image's Cmd.
+        Vec::new()
+    } else {
+        img.cmd.clone().unwrap_or_default()
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(BundleError::NoCommand);
+    }
+    Ok(args)
+}
+
+/// The environment: a default PATH, the image's `Env`, then `-e` (later wins per key; `-e KEY`
+/// without `=` is dropped, as Docker does when the caller has no such variable).
+pub fn environment(img: &ImageConfig, opts: &RunOptions, hostname: &str) -> Vec<String> {
+    let mut env: Vec<String> = vec![DEFAULT_PATH.to_owned(), format!("HOSTNAME={hostname}")];
+    let mut set = |kv: String| {
+        let key = kv.split('=').next().unwrap_or("").to_owned();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(kv);
+    };
+    for kv in img.env.clone().unwrap_or_default() {
+        set(kv);
+    }
+    for kv in &opts.env {
+        if kv.contains('=') {
+            set(kv.clone());
+        } else if let Ok(v) = std::env::var(kv) {
+            set(format!("{kv}={v}"));
+        }
+    }
+    if opts.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    env
+}
+
+fn parse_volume(spec: &str) -> Result<(String, String, bool), BundleError> {
+    let bad = |why| BundleError::Volume {
+        spec: spec.to_owned(),
+        why,
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (src, dst, mode) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, m] => (*s, *d, *m),
+        [_] => return Err(bad("anonymous volumes are not supported yet; use SRC:DST")),
+        _ => return Err(bad("expected SRC:DST[:OPTIONS]")),
+    };
+    if !src.starts_with('/') {
+        return Err(bad(
+            "named volumes are not supported yet; the source must be an absolute host path",
+        ));
+    }
+    if !dst.starts_with('/') || dst.split('/').any(|c| c == "..") {
+        return Err(bad("the destination must be an absolute path without .."));
+    }
+    let mut rw = true;
+    for m in mode.split(',').filter(|m| !m.is_empty()) {
+        match m {
+            "ro" => rw = false,
+            "rw" => rw = true,
+            // SELinux relabelling: accepted, nothing to do on a host without SELinux.
+            "z" | "Z" => {}
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {}
+            _ => return Err(bad("unknown option (known: ro, rw, z, Z, propagation)")),
+        }
+    }
+    Ok((src.to_owned(), dst.to_owned(), rw))
+}
+
+/// The mounts a container gets beyond the runtime's defaults, as records.
+pub fn user_mounts(opts: &RunOptions) -> Result<Vec<crate::record::MountRecord>, BundleError> {
+    let mut out = Vec::new();
+    for v in &opts.volumes {
+        let (source, destination, rw) = parse_volume(v)?;
+        out.push(crate::record::MountRecord {
+            kind: "bind".into(),
+            source,
+            destination,
+            rw,
+        });
+    }
+    for t in &opts.tmpfs {
+        let (dst, o) = t.split_once(':').unwrap_or((t.as_str(), ""));
+        if !dst.starts_with('/') || dst.split('/').any(|c| c == "..") {
+            return Err(BundleError::Tmpfs { spec: t.clone() });
+        }
+        out.push(crate::record::MountRecord {
+            kind: "tmpfs".into(),
+            source: o.to_owned(),
+            destination: dst.to_owned(),
+            rw: !o.split(',').any(|x| x == "ro"),
+        });
+    }
+    Ok(out)
+}
+
+/// Everything the spec needs that the engine decided or looked up.
+#[derive(Debug, Clone)]
+pub struct SpecInputs<'a> {
+    pub id: &'a str,
+    pub hostname: &'a str,
+    pub args: &'a [String],
+    pub env: &'a [String],
+    pub cwd: &'a str,
+    pub user: &'a ResolvedUser,
+    pub mounts: &'a [crate::record::MountRecord],
+    /// `/etc/hostname` and `/etc/hosts` files to bind into the container.
+    pub etc_files: &'a [(std::path::PathBuf, &'static str)],
+    pub cgroups_path: &'a str,
+}
+
+/// Builds the container's `config.json` over the runtime's defaults.
+pub fn build_spec(
+    opts: &RunOptions,
+    inp: &SpecInputs<'_>,
+) -> Result<berth_runtime::Spec, BundleError> {
+    if let Some(p) = opts.publish.first() {
+        return Err(BundleError::PortsNotSupported(p.clone()));
+    }
+    let host_net = match opts.network.as_deref() {
+        None | Some("none") => false,
+        Some("host") => true,
+        Some(other) => return Err(BundleError::Network(other.to_owned())),
+    };
+    let caps = capabilities(&opts.cap_add, &opts.cap_drop, opts.privileged)?;
+    let base = berth_runtime::ops::spec::default_spec(false);
+    let mut s = serde_json::to_value(&base).map_err(BundleError::Spec)?;
+
+    s["hostname"] = json!(inp.hostname);
+    s["root"] = json!({"path": "rootfs", "readonly": opts.read_only});
+    let mut process = json!({
+        "terminal": opts.tty,
+        "user": {"uid": inp.user.uid, "gid": inp.user.gid},
+        "args": inp.args,
+        "env": inp.env,
+        "cwd": inp.cwd,
+        "capabilities": {
+            "bounding": caps, "effective": caps, "permitted": caps,
+        },
+        "noNewPrivileges": false,
+    });
+    if !inp.user.additional_gids.is_empty() {
+        process["user"]["additionalGids"] = json!(inp.user.additional_gids);
+    }
+    s["process"] = process;
+
+    let mounts = s["mounts"].as_array_mut().expect("default spec has mounts");
+    if opts.privileged {
+        // Docker mounts /sys read-write for privileged containers.
+        for m in mounts.iter_mut() {
+            if m["destination"] == "/sys" {
+                if let Some(o) = m["options"].as_array_mut() {
+                    o.retain(|x| x != "ro");
+                }
+            }
+        }
+    }
+    for (path, dest) in inp.etc_files {
+        mounts.push(json!({
+            "destination": dest, "type": "bind", "source": path,
+            "options": ["rbind", "rprivate"],
+        }));
+    }
+    for m in inp.mounts {
+        match m.kind.as_str() {
+            "bind" => {
+                let mut o = vec!["rbind", "rprivate"];
+                if !m.rw {
+                    o.push("ro");
+                }
+                mounts.push(json!({
+                    "destination": m.destination, "type": "bind", "source": m.source, "options": o,
+                }));
+            }
+            _ => {
+                // moby's default tmpfs options, then the user's.
+                let mut o: Vec<String> = ["noexec", "nosuid", "nodev"].map(String::from).to_vec();
+                o.extend(
+                    m.source
+                        .split(',')
+                        .filter(|x| !x.is_empty())
+                        .map(String::from),
+                );
+                mounts.push(json!({
+                    "destination": m.destination, "type": "tmpfs", "source": "tmpfs", "options": o,
+                }));
+            }
+        }
+    }
+
+    let linux = &mut s["linux"];
+    linux["cgroupsPath"] = json!(inp.cgroups_path);
+    let mut resources = json!({});
+    if let Some(m) = &opts.memory {
+        let b = parse_bytes(m).ok_or_else(|| BundleError::Memory(m.clone()))?;
+        resources["memory"] = json!({"limit": b});
+    }
+    if let Some(c) = &opts.cpus {
+        let nano = parse_cpus(c).ok_or_else(|| BundleError::Cpus(c.clone()))?;
+        // moby: quota = NanoCPUs * period / 1e9 with a 100ms period.
+        resources["cpu"] = json!({"period": 100_000u64, "quota": nano / 10_000});
+    }
+    if let Some(p) = opts.pids_limit {
+        if p == 0 || p < -1 {
+            return Err(BundleError::PidsLimit(p));
+        }
+        resources["pids"] = json!({"limit": p});
+    }
+    resources["devices"] = if opts.privileged {
+        json!([{"allow": true, "access": "rwm"}])
+    } else {
+        json!([{"allow": false, "access": "rwm"}])
+    };
+    linux["resources"] = resources;
+    if opts.privileged {
+        linux["maskedPaths"] = json!([]);
+        linux["readonlyPaths"] = json!([]);
+        linux
+            .as_object_mut()
+            .expect("linux is an object")
+            .remove("seccomp");
+    } else {
+        linux["maskedPaths"] = json!(MASKED_PATHS);
+        linux["readonlyPaths"] = json!(READONLY_PATHS);
+        let seccomp = berth_runtime::security::seccomp::default_seccomp_for_caps(&caps)
+            .map_err(BundleError::Seccomp)?;
+        linux["seccomp"] = serde_json::to_value(seccomp).map_err(BundleError::Spec)?;
+    }
+    if host_net {
+        if let Some(ns) = linux["namespaces"].as_array_mut() {
+            ns.retain(|n| n["type"] != "network");
+        }
+    }
+    serde_json::from_value(s).map_err(BundleError::Spec)
+}
+
+/// The user the process runs as: `-u`, else the image's `User`, resolved against the image's
+/// `/etc/passwd` and `/etc/group` read inside `rootfs` (never following links out of it).
+pub fn resolve_user(
+    rootfs: &Path,
+    img: &ImageConfig,
+    opts: &RunOptions,
+) -> Result<ResolvedUser, BundleError> {
+    let spec = opts
+        .user
+        .clone()
+        .or_else(|| img.user.clone())
+        .unwrap_or_default();
+    let passwd = user::read_in_root(rootfs, "etc/passwd");
+    let group = user::read_in_root(rootfs, "etc/group");
+    Ok(user::resolve(&spec, passwd.as_deref(), group.as_deref())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::user::ResolvedUser;
+
+    fn img() -> ImageConfig {
+        ImageConfig {
+            entrypoint: None,
+            cmd: Some(vec!["sh".into()]),
+            env: Some(vec!["PATH=/bin".into(), "A=1".into()]),
+            working_dir: None,
+            user: None,
+            stop_signal: None,
+        }
+    }
+
+    fn spec_for(opts: &RunOptions) -> Result<berth_runtime::Spec, BundleError> {
+        let user = ResolvedUser {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+        };
+        let args = vec!["sh".to_string()];
+        build_spec(
+            opts,
+            &SpecInputs {
+                id: "x",
+                hostname: "abc",
+                args: &args,
+                env: &[],
+                cwd: "/",
+                user: &user,
+                mounts: &user_mounts(opts)?,
+                etc_files: &[],
+                cgroups_path: "/berth/x",
+            },
+        )
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_follow_docker() {
+        let mut i = img();
+        let mut o = RunOptions::default();
+        assert_eq!(process_args(&i, &o).unwrap(), vec!["sh"]);
+        o.command = vec!["echo".into(), "hi".into()];
+        assert_eq!(process_args(&i, &o).unwrap(), vec!["echo", "hi"]);
+        i.entrypoint = Some(vec!["/init".into()]);
+        assert_eq!(process_args(&i, &o).unwrap(), vec!["/init", "echo", "hi"]);
+        o.command.clear();
+        o.entrypoint = Some("/bin/true".into());
+        assert_eq!(process_args(&i, &o).unwrap(), vec!["/bin/true"]);
+        o.entrypoint = Some(String::new());
+        assert!(matches!(process_args(&i, &o), Err(BundleError::NoCommand)));
+    }
+
+    #[test]
+    fn env_overrides_by_key() {
+        let o = RunOptions {
+            env: vec!["A=2".into(), "B=3".into()],
+            ..Default::default()
+        };
+        let e = environment(&img(), &o, "h");
+        assert_eq!(e, vec!["HOSTNAME=h", "PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn sizes_and_cpus() {
+        assert_eq!(parse_bytes("512m"), Some(512 << 20));
+        assert_eq!(parse_bytes("1G"), Some(1 << 30));
+        assert_eq!(parse_bytes("64mb"), Some(64 << 20));
+        assert_eq!(parse_bytes("1024"), Some(1024));
+        assert_eq!(parse_bytes("12zz"), None);
+        assert_eq!(parse_bytes("-1m"), None);
+        assert_eq!(parse_cpus("1.5"), Some(1_500_000_000));
+        assert_eq!(parse_cpus("0"), None);
+    }
+
+    #[test]
+    fn caps_over_docker_defaults() {
+        let c = capabilities(&["NET_ADMIN".into()], &["chown".into()], false).unwrap();
+        assert!(c.contains(&"CAP_NET_ADMIN".to_string()));
+        assert!(!c.contains(&"CAP_CHOWN".to_string()));
+        assert!(c.contains(&"CAP_KILL".to_string()));
+        let none = capabilities(&[], &["ALL".into()], false).unwrap();
+        assert!(none.is_empty());
+        let some = capabilities(&["KILL".into()], &["ALL".into()], false).unwrap();
+        assert_eq!(some, vec!["CAP_KILL"]);
+        assert!(capabilities(&["NOPE".into()], &[], false).is_err());
+        assert!(capabilities(&[], &[], true)
+            .unwrap()
+            .contains(&"CAP_SYS_ADMIN".to_string()));
+    }
+
+    #[test]
+    fn spec_has_resources_mounts_and_security_defaults() {
+        let o = RunOptions {
+            memory: Some("64m".into()),
+            cpus: Some("0.5".into()),
+            pids_limit: Some(100),
+            read_only: true,
+            volumes: vec!["/tmp:/data:ro".into()],
+            tmpfs: vec!["/run:size=1m".into()],
+            ..Default::default()
+        };
+        let s = spec_for(&o).unwrap();
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 50_000);
+        assert_eq!(v["linux"]["resources"]["pids"]["limit"], 100);
+        assert_eq!(v["linux"]["cgroupsPath"], "/berth/x");
+        assert_eq!(v["root"]["readonly"], true);
+        assert!(v["linux"]["seccomp"]["syscalls"].as_array().unwrap().len() > 10);
+        assert!(v["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/proc/kcore")));
+        let ns: Vec<&str> = v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert!(ns.contains(&"network"));
+        let m = v["mounts"].as_array().unwrap();
+        let data = m.iter().find(|m| m["destination"] == "/data").unwrap();
+        assert!(data["options"].as_array().unwrap().contains(&json!("ro")));
+        let run = m.iter().find(|m| m["destination"] == "/run").unwrap();
+        assert_eq!(run["type"], "tmpfs");
+        assert!(run["options"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("size=1m")));
+    }
+
+    #[test]
+    fn bad_inputs_are_refused_with_the_value() {
+        let e = |o: RunOptions| spec_for(&o).unwrap_err().to_string();
+        assert!(e(RunOptions {
+            memory: Some("12zz".into()),
+            ..Default::default()
+        })
+        .contains("12zz"));
+        assert!(e(RunOptions {
+            publish: vec!["80:80".into()],
+            ..Default::default()
+        })
+        .contains("not supported yet"));
+        assert!(e(RunOptions {
+            network: Some("bridge".into()),
+            ..Default::default()
+        })
+        .contains("not supported yet"));
+        assert!(e(RunOptions {
+            volumes: vec!["vol:/data".into()],
+            ..Default::default()
+        })
+        .contains("named volumes"));
+    }
+
+    #[test]
+    fn privileged_drops_confinement() {
+        let o = RunOptions {
+            privileged: true,
+            ..Default::default()
+        };
+        let v = serde_json::to_value(spec_for(&o).unwrap()).unwrap();
+        assert!(v["linux"]["seccomp"].is_null());
+        let masked = &v["linux"]["maskedPaths"];
+        assert!(masked.is_null() || masked.as_array().is_some_and(|a| a.is_empty()));
+        assert!(v["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("CAP_SYS_ADMIN")));
+    }
+}

@@ -1,0 +1,108 @@
+//! Berth's engine: turns "an image plus run options" into a running container and keeps track
+//! of it, daemonless.
+//!
+//! It promises: a record per container under `<root>/containers/<id>/` that concurrent
+//! `berth` commands never lose or duplicate (see [`record`]); an OCI bundle generated from the
+//! image config and Docker's run options with Docker's security defaults (see [`bundle`]);
+//! containers run through `berth-runtime` either in the foreground or under a small per-container
+//! monitor process that owns their stdio, writes `json-file` logs and records the exit (see
+//! [`monitor`]); and a failure in the middle of `create`/`start` leaves no record, mount,
+//! cgroup or monitor behind.
+//!
+//! It depends on `berth-runtime` (bundles) and `berth-image` (store, snapshots); it must not
+//! print or exit: the CLI reports errors and maps them to Docker's exit codes.
+
+pub mod bundle;
+pub mod exec;
+pub mod lifecycle;
+pub mod logs;
+pub mod monitor;
+pub mod names;
+pub mod record;
+pub mod user;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use berth_runtime::ops::Runtime;
+
+pub use bundle::RunOptions;
+pub use record::{ContainerRecord, RecordError, Records, Status};
+
+/// The default storage root.
+pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+/// The default runtime state root (cleared by a reboot, as runtime state should be).
+pub const DEFAULT_RUN_ROOT: &str = "/run/berth";
+
+/// How to start a monitor process: a program and its leading arguments; the container id is
+/// appended. The CLI points this at itself (`berth --root R container-monitor`).
+#[derive(Debug, Clone)]
+pub struct MonitorCommand {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+}
+
+/// One Berth root: images, containers and runtime state.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub root: PathBuf,
+    pub run_root: PathBuf,
+    pub records: Records,
+    pub runtime: Runtime,
+    pub monitor: Option<MonitorCommand>,
+}
+
+/// Why the engine's directories could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Records(#[from] RecordError),
+    #[error("creating the runtime root {path}")]
+    RunRoot {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Engine {
+    /// Opens `root`. Runtime state goes to `/run/berth` for the default root and to
+    /// `<root>/run` otherwise, so that separate roots (tests) never share runtime state.
+    pub fn open(root: &Path) -> Result<Self, OpenError> {
+        let run_root = if root == Path::new(DEFAULT_ROOT) {
+            PathBuf::from(DEFAULT_RUN_ROOT)
+        } else {
+            root.join("run")
+        };
+        std::fs::create_dir_all(&run_root).map_err(|source| OpenError::RunRoot {
+            path: run_root.clone(),
+            source,
+        })?;
+        Ok(Self {
+            root: root.to_owned(),
+            records: Records::open(root)?,
+            runtime: Runtime::new(&run_root),
+            run_root,
+            monitor: None,
+        })
+    }
+
+    /// Finds a container by id, name or unique id prefix and loads its record.
+    pub fn find(&self, what: &str) -> Result<ContainerRecord, RecordError> {
+        let id = self.records.resolve(what)?;
+        self.records.load(&id)
+    }
+
+    /// The `json-file` log of container `id`.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.records.dir(id).join(format!("{id}-json.log"))
+    }
+}
+
+/// Seconds since the epoch, now.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

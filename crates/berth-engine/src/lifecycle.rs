@@ -1,0 +1,799 @@
+//! create, start (foreground or under a monitor), finish, stop, kill, remove, wait.
+//!
+//! Who finishes a container: the process that supervises it (the foreground `berth run`/`start`,
+//! or the monitor) records the exit code, deletes the runtime state and cgroup, and unmounts the
+//! rootfs. If that supervisor died (SIGKILL, reboot), [`Engine::reconcile`] notices it from the
+//! recorded pid and start time and finishes the container itself, so `ps` tells the truth and
+//! `rm` cleans up.
+
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_image::snapshot::{SnapshotError, Snapshotter};
+use berth_image::store::{Store, StoreError};
+use berth_runtime::ops;
+use berth_runtime::state::{process_start_time, StateError};
+
+use crate::bundle::{self, BundleError, ImageConfig, RunOptions, SpecInputs};
+use crate::record::{self, ContainerRecord, RecordError, State, Status};
+use crate::{now_secs, Engine};
+
+/// Why `create` failed. Whatever it had made is gone by the time this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("no such image: {image}")]
+    NoSuchImage {
+        image: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("reading the config of image {image}")]
+    ImageConfig {
+        image: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("opening the image store")]
+    Store(#[source] StoreError),
+    #[error("preparing the root filesystem of container {id}")]
+    Snapshot {
+        id: String,
+        #[source]
+        source: SnapshotError,
+    },
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{original}; cleaning up afterwards also failed: {cleanup}")]
+    CleanupFailed {
+        #[source]
+        original: Box<CreateError>,
+        cleanup: String,
+    },
+}
+
+/// Why `start` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("container {0} is already running")]
+    AlreadyRunning(String),
+    #[error("mounting the root filesystem of container {id}")]
+    Mount {
+        id: String,
+        #[source]
+        source: SnapshotError,
+    },
+    #[error("opening the image store")]
+    Store(#[source] StoreError),
+    #[error("creating container {id} in the runtime")]
+    Create {
+        id: String,
+        #[source]
+        source: Box<ops::create::CreateError>,
+    },
+    #[error("starting container {id}")]
+    Start {
+        id: String,
+        #[source]
+        source: Box<ops::start::StartError>,
+    },
+    #[error("setting up signal forwarding")]
+    Signals(#[source] nix::errno::Errno),
+    #[error("serving the container's terminal")]
+    Console(#[source] ops::console::ConsoleError),
+    #[error("waiting for container {id}")]
+    Wait {
+        id: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("no monitor program is configured to run container {0} detached")]
+    NoMonitor(String),
+    #[error("starting the monitor of container {id}")]
+    SpawnMonitor {
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the monitor of container {id} failed: {message}")]
+    Monitor { id: String, message: String },
+    #[error("redirecting {what} of the monitor")]
+    Stdio {
+        what: &'static str,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("-t with -d needs a terminal the monitor would serve, which is not supported yet")]
+    DetachedTty,
+}
+
+/// Why `stop`, `kill` or `wait` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("signalling container {id}")]
+    Kill {
+        id: String,
+        #[source]
+        source: Box<ops::kill::KillError>,
+    },
+    #[error("container {id} did not stop within {secs}s after SIGKILL")]
+    StillRunning { id: String, secs: u64 },
+}
+
+/// Why `rm` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveError {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("cannot remove container {0}: it is running; stop it first or use --force")]
+    Running(String),
+    #[error(transparent)]
+    Stop(#[from] StopError),
+    #[error("removing container {id}: {problems}")]
+    Teardown { id: String, problems: String },
+}
+
+fn bundle_rootfs(rec: &ContainerRecord) -> PathBuf {
+    rec.bundle.join("rootfs")
+}
+
+/// Whether `path` is a mount point: its device differs from its parent's.
+fn is_mounted(path: &Path) -> bool {
+    match (
+        std::fs::metadata(path),
+        path.parent().map(std::fs::metadata),
+    ) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+fn id_seed(id: &str, attempt: u8) -> [u8; 4] {
+    let b = id.as_bytes();
+    [b[12] ^ attempt, b[13], b[14], b[15].wrapping_add(attempt)]
+}
+
+impl Engine {
+    fn store(&self) -> Result<Store, StoreError> {
+        Store::open(&self.root)
+    }
+
+    /// `berth create`: a record, a snapshot and a bundle; no process yet. With `keep_mounted`
+    /// the rootfs stays mounted for an immediate start (`run`).
+    pub fn create(
+        &self,
+        opts: &RunOptions,
+        keep_mounted: bool,
+    ) -> Result<ContainerRecord, CreateError> {
+        let store = self.store().map_err(CreateError::Store)?;
+        let image = store
+            .resolve(&opts.image)
+            .map_err(|source| CreateError::NoSuchImage {
+                image: opts.image.clone(),
+                source,
+            })?;
+        let cfg_err = |source: Box<dyn std::error::Error + Send + Sync>| CreateError::ImageConfig {
+            image: opts.image.clone(),
+            source,
+        };
+        let doc: serde_json::Value = serde_json::from_slice(
+            &store
+                .read_blob(&image.id)
+                .map_err(|e| cfg_err(Box::new(e)))?,
+        )
+        .map_err(|e| cfg_err(Box::new(e)))?;
+        let img = ImageConfig::from_image_json(&doc).map_err(|e| cfg_err(Box::new(e)))?;
+
+        // Everything that can be checked without a rootfs is checked before anything exists.
+        let args = bundle::process_args(&img, opts)?;
+        let mounts = bundle::user_mounts(opts)?;
+        let parent = opts
+            .cgroup_parent
+            .clone()
+            .unwrap_or_else(|| "/berth".into());
+        if !parent.starts_with('/') || parent.split('/').any(|c| c == "..") {
+            return Err(BundleError::CgroupParent(parent).into());
+        }
+        if let Some(w) = &opts.workdir {
+            if !w.starts_with('/') {
+                return Err(BundleError::Workdir(w.clone()).into());
+            }
+        }
+
+        let id = record::new_id()?;
+        let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_owned());
+        let bundle_dir = self.records.dir(&id).join("bundle");
+        let mut rec = ContainerRecord {
+            id: id.clone(),
+            name: String::new(),
+            image: opts.image.clone(),
+            image_id: image.id.to_string(),
+            created: now_secs(),
+            path: args[0].clone(),
+            args: args[1..].to_vec(),
+            env: Vec::new(),
+            working_dir: String::new(),
+            user: opts.user.clone().or(img.user.clone()).unwrap_or_default(),
+            hostname: hostname.clone(),
+            tty: opts.tty,
+            open_stdin: opts.interactive,
+            auto_remove: opts.auto_remove,
+            read_only: opts.read_only,
+            privileged: opts.privileged,
+            memory: opts
+                .memory
+                .as_deref()
+                .and_then(bundle::parse_bytes)
+                .unwrap_or(0),
+            nano_cpus: opts
+                .cpus
+                .as_deref()
+                .and_then(bundle::parse_cpus)
+                .unwrap_or(0),
+            pids_limit: opts.pids_limit.unwrap_or(0),
+            cap_add: opts.cap_add.clone(),
+            cap_drop: opts.cap_drop.clone(),
+            cgroup_path: format!("{}/{id}", parent.trim_end_matches('/')),
+            stop_signal: img.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
+            mounts,
+            bundle: bundle_dir,
+            state: State::default(),
+        };
+        match &opts.name {
+            Some(n) => {
+                rec.name = n.clone();
+                self.records.insert(&rec)?;
+            }
+            None => {
+                // A generated name may collide with an existing one: draw again.
+                let mut attempt = 0u8;
+                loop {
+                    rec.name = crate::names::generate(&id_seed(&id, attempt));
+                    match self.records.insert(&rec) {
+                        Err(RecordError::NameInUse { .. }) if attempt < 20 => attempt += 1,
+                        other => break other?,
+                    }
+                }
+            }
+        }
+        // The record exists: from here on every failure undoes everything.
+        match self.create_in(&store, &image, &img, opts, &mut rec, keep_mounted) {
+            Ok(()) => Ok(rec),
+            Err(e) => {
+                let problems = self.teardown(&rec);
+                if problems.is_empty() {
+                    Err(e)
+                } else {
+                    Err(CreateError::CleanupFailed {
+                        original: Box::new(e),
+                        cleanup: problems.join("; "),
+                    })
+                }
+            }
+        }
+    }
+
+    fn create_in(
+        &self,
+        store: &Store,
+        image: &berth_image::store::ImageRecord,
+        img: &ImageConfig,
+        opts: &RunOptions,
+        rec: &mut ContainerRecord,
+        keep_mounted: bool,
+    ) -> Result<(), CreateError> {
+        let id = rec.id.clone();
+        let snap_err = |source| CreateError::Snapshot {
+            id: id.clone(),
+            source,
+        };
+        let snaps = Snapshotter::new(store.clone());
+        snaps.create(&id, image, None).map_err(snap_err)?;
+        let rootfs = bundle_rootfs(rec);
+        let write_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| CreateError::Write { path, source }
+        };
+        std::fs::create_dir_all(&rootfs).map_err(write_err(&rootfs))?;
+        snaps.mount(&id, &rootfs).map_err(snap_err)?;
+
+        let user = bundle::resolve_user(&rootfs, img, opts)?;
+        let cwd = opts
+            .workdir
+            .clone()
+            .or_else(|| img.working_dir.clone().filter(|w| !w.is_empty()))
+            .unwrap_or_else(|| "/".into());
+        let env = bundle::environment(img, opts, &rec.hostname);
+        let dir = self.records.dir(&id);
+        let hostname_file = dir.join("hostname");
+        let hosts_file = dir.join("hosts");
+        std::fs::write(&hostname_file, format!("{}\n", rec.hostname))
+            .map_err(write_err(&hostname_file))?;
+        std::fs::write(
+            &hosts_file,
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+                rec.hostname
+            ),
+        )
+        .map_err(write_err(&hosts_file))?;
+        let mut full_args = vec![rec.path.clone()];
+        full_args.extend(rec.args.iter().cloned());
+        let spec = bundle::build_spec(
+            opts,
+            &SpecInputs {
+                id: &id,
+                hostname: &rec.hostname,
+                args: &full_args,
+                env: &env,
+                cwd: &cwd,
+                user: &user,
+                mounts: &rec.mounts,
+                etc_files: &[(hostname_file, "/etc/hostname"), (hosts_file, "/etc/hosts")],
+                cgroups_path: &rec.cgroup_path,
+            },
+        )?;
+        let config = rec.bundle.join("config.json");
+        record::write_atomic(
+            &config,
+            &serde_json::to_vec_pretty(&spec).expect("a spec serialises"),
+        )?;
+        rec.env = env;
+        rec.working_dir = cwd;
+        self.records.save(rec)?;
+        if !keep_mounted {
+            snaps.unmount(&rootfs).map_err(snap_err)?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything a container may own: runtime state and cgroup, rootfs mount,
+    /// snapshot, record and name. Continues past errors and returns them; "already gone" is
+    /// success.
+    fn teardown(&self, rec: &ContainerRecord) -> Vec<String> {
+        let mut problems = Vec::new();
+        match ops::delete::delete(&self.runtime, &rec.id, true) {
+            Ok(_) | Err(ops::delete::DeleteError::State(StateError::NotFound(_))) => {}
+            Err(e) => problems.push(crate::exec::chain(&e)),
+        }
+        match self.store() {
+            Ok(store) => {
+                let snaps = Snapshotter::new(store);
+                let rootfs = bundle_rootfs(rec);
+                if is_mounted(&rootfs) {
+                    if let Err(e) = snaps.unmount(&rootfs) {
+                        problems.push(crate::exec::chain(&e));
+                    }
+                }
+                if let Err(e) = snaps.remove(&rec.id) {
+                    problems.push(crate::exec::chain(&e));
+                }
+            }
+            Err(e) => problems.push(crate::exec::chain(&e)),
+        }
+        if let Err(e) = self.records.remove(&rec.id, &rec.name) {
+            problems.push(crate::exec::chain(&e));
+        }
+        problems
+    }
+
+    /// Mounts the rootfs (unless still mounted from `create`) and clears runtime state left by
+    /// an earlier run, under the record lock; marks the container as starting by `supervisor`.
+    fn prepare_start(&self, id: &str) -> Result<ContainerRecord, StartError> {
+        let _lock = self.records.lock(id)?;
+        let rec = self.records.load(id)?;
+        if rec.state.status == Status::Running {
+            return Err(StartError::AlreadyRunning(id.to_owned()));
+        }
+        // A previous run's runtime state (exited init, cgroup) must not block this one.
+        let _ = ops::delete::delete(&self.runtime, id, true);
+        let rootfs = bundle_rootfs(&rec);
+        if !is_mounted(&rootfs) {
+            let store = self.store().map_err(StartError::Store)?;
+            Snapshotter::new(store)
+                .mount(id, &rootfs)
+                .map_err(|source| StartError::Mount {
+                    id: id.to_owned(),
+                    source,
+                })?;
+        }
+        Ok(rec)
+    }
+
+    /// Creates and starts the runtime container for `rec`, with our stdio (or the console pair).
+    /// On failure the runtime state, cgroup and rootfs mount are gone again and the error is
+    /// recorded (or the whole container removed with `--rm`).
+    fn launch(
+        &self,
+        rec: &ContainerRecord,
+        console_fd: Option<std::os::fd::OwnedFd>,
+    ) -> Result<i32, StartError> {
+        let id = rec.id.clone();
+        let opts = ops::create::CreateOptions {
+            bundle: rec.bundle.clone(),
+            console_fd,
+            ..Default::default()
+        };
+        let res = ops::create::create(&self.runtime, &id, &opts)
+            .map_err(|source| StartError::Create {
+                id: id.clone(),
+                source: Box::new(source),
+            })
+            .and_then(|created| {
+                ops::start::start(&self.runtime, &id)
+                    .map(|_| created.pid)
+                    .map_err(|source| StartError::Start {
+                        id: id.clone(),
+                        source: Box::new(source),
+                    })
+            });
+        match res {
+            Ok(pid) => {
+                let _lock = self.records.lock(&id)?;
+                let mut r = self.records.load(&id)?;
+                let me = std::process::id() as i32;
+                r.state = State {
+                    status: Status::Running,
+                    pid,
+                    monitor_pid: me,
+                    monitor_start_time: process_start_time(me).unwrap_or(0),
+                    exit_code: 0,
+                    error: String::new(),
+                    started_at: now_secs(),
+                    finished_at: 0,
+                };
+                self.records.save(&r)?;
+                Ok(pid)
+            }
+            Err(e) => {
+                self.finish(&id, 128, Some(crate::exec::chain(&e)));
+                Err(e)
+            }
+        }
+    }
+
+    /// Records the exit of container `id` and releases what the run held (runtime state,
+    /// cgroup, rootfs mount); with `--rm` removes the container. Best effort: the container
+    /// has already exited.
+    pub fn finish(&self, id: &str, code: i32, error: Option<String>) {
+        let auto_remove = {
+            let Ok(_lock) = self.records.lock(id) else {
+                return;
+            };
+            let Ok(mut rec) = self.records.load(id) else {
+                return;
+            };
+            let _ = ops::delete::delete(&self.runtime, id, true);
+            let rootfs = bundle_rootfs(&rec);
+            if is_mounted(&rootfs) {
+                if let Ok(store) = self.store() {
+                    let _ = Snapshotter::new(store).unmount(&rootfs);
+                }
+            }
+            rec.state.status = Status::Exited;
+            rec.state.pid = 0;
+            rec.state.exit_code = code;
+            rec.state.finished_at = now_secs();
+            if let Some(e) = error {
+                rec.state.error = e;
+            }
+            let _ = self.records.save(&rec);
+            rec.auto_remove.then_some(rec)
+        };
+        if let Some(rec) = auto_remove {
+            let _ = self.teardown(&rec);
+        }
+    }
+
+    /// `start` attached: runs container `id` with our stdio (a pty with `tty`) and returns its
+    /// exit code. Signals we receive are forwarded to it.
+    pub fn start_foreground(&self, id: &str) -> Result<i32, StartError> {
+        let rec = self.prepare_start(id)?;
+        ops::wait::become_subreaper().map_err(StartError::Signals)?;
+        if !rec.open_stdin && !rec.tty {
+            // Docker gives a container without -i an empty stdin.
+            if let Ok(null) = std::fs::File::open("/dev/null") {
+                nix::unistd::dup2_stdin(&null).map_err(|source| StartError::Stdio {
+                    what: "stdin",
+                    source,
+                })?;
+            }
+        }
+        let set = ops::wait::block_signals().map_err(StartError::Signals)?;
+        let (ours, theirs) = if rec.tty {
+            match ops::console::socket_pair() {
+                Ok((a, b)) => (Some(a), Some(b)),
+                Err(e) => {
+                    ops::wait::unblock_signals(&set);
+                    self.finish(id, 128, Some(crate::exec::chain(&e)));
+                    return Err(StartError::Console(e));
+                }
+            }
+        } else {
+            (None, None)
+        };
+        let pid = match self.launch(&rec, theirs) {
+            Ok(p) => p,
+            Err(e) => {
+                ops::wait::unblock_signals(&set);
+                return Err(e);
+            }
+        };
+        let code = match ours {
+            Some(ours) => ops::console::receive_master(&ours)
+                .and_then(|m| ops::console::serve(pid, m, &set))
+                .map_err(StartError::Console),
+            None => ops::wait::wait_forwarding(pid, &set).map_err(|source| StartError::Wait {
+                id: id.to_owned(),
+                source,
+            }),
+        };
+        ops::wait::unblock_signals(&set);
+        let recorded = *code.as_ref().unwrap_or(&137);
+        self.finish(id, recorded, None);
+        code
+    }
+
+    /// `start` detached: hands container `id` to a new monitor process and returns once the
+    /// container runs (or the monitor reports why it could not start it).
+    pub fn start_detached(&self, id: &str) -> Result<(), StartError> {
+        let rec = self.records.load(id)?;
+        if rec.tty {
+            return Err(StartError::DetachedTty);
+        }
+        if rec.state.status == Status::Running {
+            return Err(StartError::AlreadyRunning(id.to_owned()));
+        }
+        let m = self
+            .monitor
+            .as_ref()
+            .ok_or_else(|| StartError::NoMonitor(id.to_owned()))?;
+        let spawn_err = |source| StartError::SpawnMonitor {
+            id: id.to_owned(),
+            source,
+        };
+        let mut child = Command::new(&m.program)
+            .args(&m.args)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .current_dir("/")
+            .spawn()
+            .map_err(spawn_err)?;
+        let mut report = String::new();
+        let read = child
+            .stdout
+            .take()
+            .expect("stdout is piped")
+            .read_to_string(&mut report);
+        read.map_err(spawn_err)?;
+        let report = report.trim();
+        if report == crate::monitor::STARTED {
+            // The monitor lives on; reaping it is init's job once we exit.
+            return Ok(());
+        }
+        let _ = child.wait();
+        Err(StartError::Monitor {
+            id: id.to_owned(),
+            message: if report.is_empty() {
+                "it exited without reporting".into()
+            } else {
+                report.to_owned()
+            },
+        })
+    }
+
+    /// Whether the supervisor recorded for a running container is still alive.
+    fn supervisor_alive(rec: &ContainerRecord) -> bool {
+        let pid = rec.state.monitor_pid;
+        pid > 0
+            && process_start_time(pid) == Some(rec.state.monitor_start_time)
+            && berth_runtime::state::process_state(pid) != Some('Z')
+    }
+
+    /// Makes the record tell the truth when the supervisor died: a container whose supervisor
+    /// and init are both gone is finished (exit code unknown: 255). Returns the fresh record.
+    pub fn reconcile(&self, rec: ContainerRecord) -> ContainerRecord {
+        if rec.state.status != Status::Running || Self::supervisor_alive(&rec) {
+            return rec;
+        }
+        let init_alive = self
+            .runtime
+            .load(&rec.id)
+            .map(|(_, st, _)| st.init_alive())
+            .unwrap_or(false);
+        if init_alive {
+            return rec;
+        }
+        self.finish(
+            &rec.id,
+            255,
+            Some("the container's monitor died; its exit code is unknown".into()),
+        );
+        self.records.load(&rec.id).unwrap_or(rec)
+    }
+
+    /// Waits until container `id` is no longer running (or `timeout` passes). Returns whether
+    /// it stopped; a removed container counts as stopped.
+    pub fn wait_stopped(&self, id: &str, timeout: Option<Duration>) -> Result<bool, StopError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let rec = match self.records.load(id) {
+                Ok(r) => self.reconcile(r),
+                Err(RecordError::NotFound(_)) => return Ok(true),
+                Err(e) => return Err(e.into()),
+            };
+            if rec.state.status != Status::Running {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `berth wait`: blocks until the container exits; returns its exit code.
+    pub fn wait(&self, what: &str) -> Result<i32, StopError> {
+        let id = self.records.resolve(what)?;
+        self.wait_stopped(&id, None)?;
+        Ok(self
+            .records
+            .load(&id)
+            .map(|r| r.state.exit_code)
+            .unwrap_or(0))
+    }
+
+    /// `berth kill`: signals the container's init.
+    pub fn kill(&self, what: &str, signal: nix::sys::signal::Signal) -> Result<String, StopError> {
+        let rec = self.reconcile(self.find(what)?);
+        if rec.state.status != Status::Running {
+            return Err(StopError::NotRunning(what.to_owned()));
+        }
+        ops::kill::kill(&self.runtime, &rec.id, signal, false).map_err(|source| {
+            StopError::Kill {
+                id: rec.id.clone(),
+                source: Box::new(source),
+            }
+        })?;
+        Ok(rec.id)
+    }
+
+    /// `berth stop`: the stop signal, then SIGKILL to every process after `timeout`.
+    pub fn stop(&self, what: &str, timeout: Duration) -> Result<String, StopError> {
+        let rec = self.reconcile(self.find(what)?);
+        let id = rec.id.clone();
+        if rec.state.status != Status::Running {
+            return Ok(id);
+        }
+        let sig =
+            ops::kill::parse_signal(&rec.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM);
+        // It may exit on its own meanwhile; a failed signal is then no error.
+        let _ = ops::kill::kill(&self.runtime, &id, sig, false);
+        if self.wait_stopped(&id, Some(timeout))? {
+            return Ok(id);
+        }
+        self.kill_and_wait(&id)?;
+        Ok(id)
+    }
+
+    fn kill_and_wait(&self, id: &str) -> Result<(), StopError> {
+        let _ = ops::kill::kill(&self.runtime, id, nix::sys::signal::Signal::SIGKILL, true);
+        let secs = 10;
+        if self.wait_stopped(id, Some(Duration::from_secs(secs)))? {
+            Ok(())
+        } else {
+            Err(StopError::StillRunning {
+                id: id.to_owned(),
+                secs,
+            })
+        }
+    }
+
+    /// `berth rm`: removes a stopped container (a running one too with `force`).
+    pub fn remove(&self, what: &str, force: bool) -> Result<String, RemoveError> {
+        let rec = self.reconcile(self.find(what)?);
+        let id = rec.id.clone();
+        if rec.state.status == Status::Running {
+            if !force {
+                return Err(RemoveError::Running(what.to_owned()));
+            }
+            self.kill_and_wait(&id)?;
+        }
+        // The supervisor may have removed it (--rm) meanwhile; teardown is idempotent.
+        let rec = self.records.load(&id).unwrap_or(rec);
+        let problems = self.teardown(&rec);
+        if problems.is_empty() {
+            Ok(id)
+        } else {
+            Err(RemoveError::Teardown {
+                id,
+                problems: problems.join("; "),
+            })
+        }
+    }
+
+    /// The live status of every container, supervisors checked.
+    pub fn list(&self) -> Result<Vec<ContainerRecord>, RecordError> {
+        let mut all: Vec<ContainerRecord> = self
+            .records
+            .list()?
+            .into_iter()
+            .map(|r| self.reconcile(r))
+            .collect();
+        all.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        Ok(all)
+    }
+
+    pub(crate) fn launch_for_monitor(
+        &self,
+        id: &str,
+    ) -> Result<(ContainerRecord, i32), StartError> {
+        let rec = self.prepare_start(id)?;
+        let pid = self.launch(&rec, None)?;
+        Ok((rec, pid))
+    }
+}
+
+/// Docker's "Up 2 minutes" / "Exited (0) 3 seconds ago" / "Created".
+pub fn status_text(rec: &ContainerRecord, now: i64) -> String {
+    match rec.state.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", human_duration(now - rec.state.started_at)),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            rec.state.exit_code,
+            human_duration(now - rec.state.finished_at)
+        ),
+    }
+}
+
+/// Docker's `units.HumanDuration`.
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        _ if s < 3600 => format!("{} minutes", s / 60),
+        _ if s < 2 * 3600 => "About an hour".into(),
+        _ if s < 48 * 3600 => format!("{} hours", s / 3600),
+        _ if s < 14 * 86400 => format!("{} days", s / 86400),
+        _ if s < 60 * 86400 => format!("{} weeks", s / (7 * 86400)),
+        _ if s < 2 * 365 * 86400 => format!("{} months", s / (30 * 86400)),
+        _ => format!("{} years", s / (365 * 86400)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_human_durations() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(3), "3 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(150), "2 minutes");
+        assert_eq!(human_duration(5000), "About an hour");
+        assert_eq!(human_duration(3 * 86400), "3 days");
+    }
+}

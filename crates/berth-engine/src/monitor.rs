@@ -1,0 +1,185 @@
+//! The per-container monitor (conmon's role): a small process, started by
+//! [`Engine::start_detached`] with its stdout as a report pipe, that
+//!
+//! 1. leaves the caller's session (`setsid(2)`) so a closed terminal does not kill it;
+//! 2. creates and starts the container through the runtime library while single-threaded (the
+//!    runtime clones; see ARCHITECTURE.md, "only clone from a single-threaded process"), with
+//!    the container's stdout and stderr on pipes it holds;
+//! 3. reports `started` (or the error) on the report pipe and closes it, releasing the caller;
+//! 4. copies the pipes into the `json-file` log until both close and the init has exited
+//!    (it is the subreaper, so it reaps the init), then records the exit code and finish time,
+//!    releases runtime state, cgroup and rootfs mount (removing the container with `--rm`),
+//!    and exits.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+
+use berth_runtime::ops;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::exec::chain;
+use crate::logs::LineLogger;
+use crate::Engine;
+
+/// What the monitor writes on its report pipe once the container runs.
+pub const STARTED: &str = "started";
+
+fn report(fd: OwnedFd, msg: &str) {
+    let mut f = std::fs::File::from(fd);
+    let _ = f.write_all(msg.as_bytes());
+    let _ = f.write_all(b"\n");
+}
+
+fn not_single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count() != 1)
+        .unwrap_or(false)
+}
+
+/// The monitor's main; returns its exit status. Call it from a fresh process whose stdout is
+/// the report pipe of [`Engine::start_detached`].
+pub fn run(engine: &Engine, id: &str) -> i32 {
+    let _ = nix::unistd::setsid();
+    let _ = std::env::set_current_dir("/");
+    // The report pipe moves off fd 1 (which becomes the container's stdout) and is closed on
+    // exec, so the container never inherits it.
+    let Ok(rep) = nix::unistd::dup(std::io::stdout()) else {
+        return 125;
+    };
+    let _ = fcntl(&rep, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    if not_single_threaded() {
+        report(rep, "the monitor is multi-threaded and cannot clone safely");
+        return 125;
+    }
+    let pipes = (
+        nix::unistd::pipe2(OFlag::O_CLOEXEC),
+        nix::unistd::pipe2(OFlag::O_CLOEXEC),
+    );
+    let ((out_r, out_w), (err_r, err_w)) = match pipes {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            report(rep, &format!("creating the stdio pipes: {e}"));
+            return 125;
+        }
+    };
+    let log = match LineLogger::open(&engine.log_path(id)) {
+        Ok(l) => l,
+        Err(e) => {
+            report(
+                rep,
+                &format!("opening the log {}: {e}", engine.log_path(id).display()),
+            );
+            return 125;
+        }
+    };
+    if let Err(e) = nix::unistd::dup2_stdout(&out_w).and(nix::unistd::dup2_stderr(&err_w)) {
+        report(rep, &format!("redirecting the container's stdio: {e}"));
+        return 125;
+    }
+    drop((out_w, err_w));
+    let set = match ops::wait::become_subreaper().and_then(|()| ops::wait::block_signals()) {
+        Ok(s) => s,
+        Err(e) => {
+            report(rep, &format!("setting up the monitor's signals: {e}"));
+            return 125;
+        }
+    };
+    let pid = match engine.launch_for_monitor(id) {
+        Ok((_, pid)) => pid,
+        Err(e) => {
+            report(rep, &chain(&e));
+            return 125;
+        }
+    };
+    // Our copies of the write ends must go, or the pipes never reach end of file.
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+    report(rep, STARTED);
+    let code = supervise(pid, out_r, err_r, log, &set);
+    engine.finish(id, code, None);
+    0
+}
+
+/// Copies the container's output into the log until it is done; returns its exit code.
+fn supervise(
+    pid: i32,
+    out_r: OwnedFd,
+    err_r: OwnedFd,
+    mut log: LineLogger,
+    set: &nix::sys::signal::SigSet,
+) -> i32 {
+    let target = Pid::from_raw(pid);
+    let Ok(sfd) = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC) else {
+        return 255;
+    };
+    let mut streams: [Option<OwnedFd>; 2] = [Some(out_r), Some(err_r)];
+    let mut exited: Option<i32> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // Reap whatever exited (we are the subreaper): the init, the runtime's helpers.
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Ok(st) => {
+                    if st.pid() == Some(target) {
+                        exited = ops::wait::exit_code(st).or(exited);
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        if exited.is_some() && streams.iter().all(Option::is_none) {
+            break;
+        }
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let mut which = Vec::new();
+        for (i, s) in streams.iter().enumerate() {
+            if let Some(fd) = s {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                which.push(i);
+            }
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => break,
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if ready[0] {
+            // SIGCHLD is handled by the reaping above; other signals are not for us.
+            let _ = sfd.read_signal();
+        }
+        for (k, &i) in which.iter().enumerate() {
+            if !ready[k + 1] {
+                continue;
+            }
+            let Some(fd) = &streams[i] else { continue };
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) => {
+                    let _ = log.flush(i);
+                    streams[i] = None;
+                }
+                Ok(n) => {
+                    let _ = log.feed(i, &buf[..n]);
+                }
+                Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
+                Err(_) => {
+                    let _ = log.flush(i);
+                    streams[i] = None;
+                }
+            }
+        }
+    }
+    exited.unwrap_or(255)
+}

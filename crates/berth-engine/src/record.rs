@@ -1,0 +1,479 @@
+//! Container records: `<root>/containers/<id>/container.json`, the name index
+//! `<root>/containers/names/<name>` (a file holding the id), and their locks.
+//!
+//! Concurrency: every change to the set of containers or names happens under an exclusive
+//! `flock(2)` on `<root>/containers/index.lock`; every change to one record happens under the
+//! record's own `lock` file. Records are written atomically (write a temporary file, then
+//! `rename(2)`), so a reader never sees half a record and a killed writer leaves the old one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::FlockOperation;
+use serde::{Deserialize, Serialize};
+
+/// Docker's container lifecycle states, as `inspect` spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        })
+    }
+}
+
+/// The live part of a record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub status: Status,
+    /// Host pid of the container's init while running, else 0.
+    pub pid: i32,
+    /// Pid and start time of the process supervising the container (the monitor, or the
+    /// foreground `berth run`), so a dead supervisor can be told from a live one.
+    pub monitor_pid: i32,
+    pub monitor_start_time: u64,
+    pub exit_code: i32,
+    /// Why the last start failed, if it did.
+    pub error: String,
+    /// Seconds since the epoch; 0 when it never happened.
+    pub started_at: i64,
+    pub finished_at: i64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            status: Status::Created,
+            pid: 0,
+            monitor_pid: 0,
+            monitor_start_time: 0,
+            exit_code: 0,
+            error: String::new(),
+            started_at: 0,
+            finished_at: 0,
+        }
+    }
+}
+
+/// A bind mount or tmpfs the container was created with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecord {
+    /// `bind` or `tmpfs`.
+    pub kind: String,
+    pub source: String,
+    pub destination: String,
+    pub rw: bool,
+}
+
+/// What Berth keeps about a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// 64 lowercase hex digits.
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// The image's config digest (`sha256:...`).
+    pub image_id: String,
+    /// Seconds since the epoch.
+    pub created: i64,
+    /// The process the container runs (entrypoint and command resolved).
+    pub path: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    pub hostname: String,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub auto_remove: bool,
+    pub read_only: bool,
+    pub privileged: bool,
+    pub memory: i64,
+    pub nano_cpus: i64,
+    pub pids_limit: i64,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub cgroup_path: String,
+    pub stop_signal: String,
+    pub mounts: Vec<MountRecord>,
+    /// The generated OCI bundle (`config.json`, `rootfs/`).
+    pub bundle: PathBuf,
+    pub state: State,
+}
+
+impl ContainerRecord {
+    /// The 12-digit short id Docker shows.
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}
+
+/// Why a record operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{step} {path}")]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("container record {path} is corrupt")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("no such container: {0}")]
+    NotFound(String),
+    #[error("multiple containers match {0:?}; give more of the id")]
+    Ambiguous(String),
+    #[error("the container name \"/{name}\" is already in use by container {id:?}")]
+    NameInUse { name: String, id: String },
+    #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidName(String),
+}
+
+fn io_err(step: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RecordError {
+    let path = path.to_owned();
+    move |source| RecordError::Io { step, path, source }
+}
+
+/// An exclusive `flock` held until dropped.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+fn lock_file(path: &Path) -> Result<Lock, RecordError> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err("opening lock", path))?;
+    loop {
+        match rustix::fs::flock(&f, FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(Lock { _file: f }),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                return Err(io_err("locking", path)(io::Error::from_raw_os_error(
+                    e.raw_os_error(),
+                )))
+            }
+        }
+    }
+}
+
+/// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 2
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+fn is_full_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The containers directory of a Berth root.
+#[derive(Debug, Clone)]
+pub struct Records {
+    dir: PathBuf,
+}
+
+impl Records {
+    /// Opens (creating if needed) `<root>/containers`.
+    pub fn open(root: &Path) -> Result<Self, RecordError> {
+        let dir = root.join("containers");
+        let names = dir.join("names");
+        fs::create_dir_all(&names).map_err(io_err("creating", &names))?;
+        Ok(Self { dir })
+    }
+
+    /// `<root>/containers/<id>`.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("container.json")
+    }
+
+    fn name_path(&self, name: &str) -> PathBuf {
+        self.dir.join("names").join(name)
+    }
+
+    /// Serialises creation and removal of containers and names.
+    pub fn lock_index(&self) -> Result<Lock, RecordError> {
+        lock_file(&self.dir.join("index.lock"))
+    }
+
+    /// Serialises changes to one container's record.
+    pub fn lock(&self, id: &str) -> Result<Lock, RecordError> {
+        lock_file(&self.dir(id).join("lock"))
+    }
+
+    /// Whether `name` is taken; call under the index lock.
+    pub fn name_owner(&self, name: &str) -> Option<String> {
+        fs::read_to_string(self.name_path(name))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    }
+
+    /// Claims `name` for a new container `id` and writes its first record, under the index
+    /// lock: two concurrent commands can never both get the name.
+    pub fn insert(&self, rec: &ContainerRecord) -> Result<(), RecordError> {
+        if !valid_name(&rec.name) {
+            return Err(RecordError::InvalidName(rec.name.clone()));
+        }
+        let _index = self.lock_index()?;
+        if let Some(id) = self.name_owner(&rec.name) {
+            return Err(RecordError::NameInUse {
+                name: rec.name.clone(),
+                id,
+            });
+        }
+        let dir = self.dir(&rec.id);
+        fs::create_dir(&dir).map_err(io_err("creating", &dir))?;
+        let name_path = self.name_path(&rec.name);
+        let res = write_atomic(&name_path, rec.id.as_bytes()).and_then(|()| self.save(rec));
+        if res.is_err() {
+            let _ = fs::remove_file(&name_path);
+            let _ = fs::remove_dir_all(&dir);
+        }
+        res
+    }
+
+    /// Writes `rec` atomically; the caller holds the record's lock (or just created it).
+    pub fn save(&self, rec: &ContainerRecord) -> Result<(), RecordError> {
+        let data = serde_json::to_vec_pretty(rec).expect("a record serialises");
+        write_atomic(&self.record_path(&rec.id), &data)
+    }
+
+    /// Reads the record of full id `id`.
+    pub fn load(&self, id: &str) -> Result<ContainerRecord, RecordError> {
+        let path = self.record_path(id);
+        let mut data = Vec::new();
+        match File::open(&path) {
+            Ok(mut f) => f.read_to_end(&mut data).map_err(io_err("reading", &path))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(RecordError::NotFound(id.to_owned()))
+            }
+            Err(e) => return Err(io_err("reading", &path)(e)),
+        };
+        serde_json::from_slice(&data).map_err(|source| RecordError::Corrupt { path, source })
+    }
+
+    /// Full ids of all containers, in no particular order.
+    pub fn ids(&self) -> Result<Vec<String>, RecordError> {
+        let mut ids = Vec::new();
+        for e in fs::read_dir(&self.dir).map_err(io_err("listing", &self.dir))? {
+            let e = e.map_err(io_err("listing", &self.dir))?;
+            if let Some(n) = e.file_name().to_str() {
+                if is_full_id(n) && e.path().join("container.json").exists() {
+                    ids.push(n.to_owned());
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// All records (those removed meanwhile are skipped).
+    pub fn list(&self) -> Result<Vec<ContainerRecord>, RecordError> {
+        let mut out = Vec::new();
+        for id in self.ids()? {
+            match self.load(&id) {
+                Ok(r) => out.push(r),
+                Err(RecordError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Docker's lookup order: full id, exact name, then a unique id prefix.
+    pub fn resolve(&self, what: &str) -> Result<String, RecordError> {
+        let not_found = || RecordError::NotFound(what.to_owned());
+        if is_full_id(what) && self.record_path(what).exists() {
+            return Ok(what.to_owned());
+        }
+        let name = what.strip_prefix('/').unwrap_or(what);
+        if valid_name(name) {
+            if let Some(id) = self.name_owner(name) {
+                return Ok(id);
+            }
+        }
+        if what.is_empty() || !what.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(not_found());
+        }
+        let want = what.to_ascii_lowercase();
+        let hits: Vec<String> = self
+            .ids()?
+            .into_iter()
+            .filter(|id| id.starts_with(&want))
+            .collect();
+        match hits.len() {
+            0 => Err(not_found()),
+            1 => Ok(hits.into_iter().next().expect("one hit")),
+            _ => Err(RecordError::Ambiguous(what.to_owned())),
+        }
+    }
+
+    /// Removes the record, its directory and its name, under the index lock. Idempotent.
+    pub fn remove(&self, id: &str, name: &str) -> Result<(), RecordError> {
+        let _index = self.lock_index()?;
+        if self.name_owner(name).as_deref() == Some(id) {
+            let p = self.name_path(name);
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("removing", &p)(e)),
+            }
+        }
+        let dir = self.dir(id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("removing", &dir)(e)),
+        }
+    }
+}
+
+/// Writes `data` to `path` through a temporary file and `rename(2)`.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RecordError> {
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
+        std::process::id()
+    ));
+    let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+    f.write_all(data).map_err(io_err("writing", &tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err("renaming into place", path))
+}
+
+/// A new random 64-hex container id (from the kernel's CSPRNG, as Docker's).
+pub fn new_id() -> Result<String, RecordError> {
+    let mut buf = [0u8; 32];
+    let p = Path::new("/dev/urandom");
+    File::open(p)
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(io_err("reading", p))?;
+    let mut s = String::with_capacity(64);
+    for b in buf {
+        s.push_str(&format!("{b:02x}"));
+    }
+    // Docker never hands out an all-digit short id (it would parse as a number).
+    if s[..12].bytes().all(|b| b.is_ascii_digit()) {
+        return new_id();
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, name: &str) -> ContainerRecord {
+        ContainerRecord {
+            id: id.into(),
+            name: name.into(),
+            image: "busybox".into(),
+            image_id: "sha256:00".into(),
+            created: 0,
+            path: "sh".into(),
+            args: vec![],
+            env: vec![],
+            working_dir: "/".into(),
+            user: String::new(),
+            hostname: id[..12].into(),
+            tty: false,
+            open_stdin: false,
+            auto_remove: false,
+            read_only: false,
+            privileged: false,
+            memory: 0,
+            nano_cpus: 0,
+            pids_limit: 0,
+            cap_add: vec![],
+            cap_drop: vec![],
+            cgroup_path: String::new(),
+            stop_signal: "SIGTERM".into(),
+            mounts: vec![],
+            bundle: PathBuf::new(),
+            state: State::default(),
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_ids_resolve_by_prefix() {
+        let t = tempfile::tempdir().unwrap();
+        let r = Records::open(t.path()).unwrap();
+        let a = new_id().unwrap();
+        // b shares a's first 20 digits and differs in the 21st.
+        let c = if a.as_bytes()[20] == b'f' { 'e' } else { 'f' };
+        let b = format!("{}{c}{}", &a[..20], &a[21..]);
+        r.insert(&rec(&a, "web")).unwrap();
+        assert!(matches!(
+            r.insert(&rec(&b, "web")),
+            Err(RecordError::NameInUse { .. })
+        ));
+        r.insert(&rec(&b, "db")).unwrap();
+        assert_eq!(r.resolve("web").unwrap(), a);
+        assert_eq!(r.resolve("/db").unwrap(), b);
+        assert_eq!(r.resolve(&a).unwrap(), a);
+        assert_eq!(r.resolve(&b[..21]).unwrap(), b);
+        assert!(matches!(
+            r.resolve(&a[..20]),
+            Err(RecordError::Ambiguous(_))
+        ));
+        assert!(matches!(r.resolve("nope"), Err(RecordError::NotFound(_))));
+        r.remove(&a, "web").unwrap();
+        r.remove(&a, "web").unwrap();
+        assert_eq!(r.resolve(&a[..12]).unwrap(), b);
+        assert_eq!(r.list().unwrap().len(), 1);
+        assert!(r.name_owner("web").is_none());
+    }
+
+    #[test]
+    fn concurrent_inserts_of_one_name_give_one_winner() {
+        let t = tempfile::tempdir().unwrap();
+        let r = Records::open(t.path()).unwrap();
+        let wins: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    let r = r.clone();
+                    s.spawn(move || r.insert(&rec(&new_id().unwrap(), "same")).is_ok())
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap() as usize).sum()
+        });
+        assert_eq!(wins, 1);
+        assert_eq!(r.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn docker_name_rules() {
+        assert!(valid_name("web-1"));
+        assert!(valid_name("a.b_c"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a"));
+        assert!(!valid_name("a/b"));
+    }
+}
