@@ -948,8 +948,8 @@ pub fn kill_cgroup_processes(path: &str) {
     }
 }
 
-/// Removes the test cgroup `path` (children first) in every hierarchy, then `/berth-test` if it
-/// is empty. Best effort: "already gone" is success, a busy cgroup is retried for a while.
+/// Removes the test cgroup `path` (children first) in every hierarchy. Best effort: "already
+/// gone" is success, a busy cgroup is retried for a while.
 pub fn remove_cgroup(path: &str) {
     assert_test_cgroup(path);
     for d in cgroup_dirs(path) {
@@ -963,9 +963,9 @@ pub fn remove_cgroup(path: &str) {
             }
         }
     }
-    for (m, _) in cgroup_mounts() {
-        let _ = fs::remove_dir(m.join("berth-test"));
-    }
+    // `/berth-test` itself stays: other tests (of this and other suites) create containers
+    // below it concurrently, and removing it under them races with their runtime's mkdir and,
+    // on v1, its cpuset.cpus/mems initialisation of the parent (seen as ENOSPC on join).
 }
 
 fn collect_dirs(d: &Path, out: &mut Vec<PathBuf>) {
