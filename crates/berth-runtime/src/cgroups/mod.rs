@@ -354,6 +354,22 @@ impl Cgroup {
     }
 
     fn make_dirs(&mut self, warnings: &mut Vec<Warning>) -> Result<(), CgroupError> {
+        // A concurrent delete may remove a shared parent (one it created) between our
+        // "already exists" and the mkdir of the level below it: start over a few times.
+        let mut attempt = 0;
+        loop {
+            match self.make_dirs_once(warnings) {
+                Err(CgroupError::Mkdir { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound && attempt < 5 =>
+                {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn make_dirs_once(&mut self, warnings: &mut Vec<Warning>) -> Result<(), CgroupError> {
         for p in self.placements.clone() {
             let rel = p.dir.strip_prefix(&p.mount_point).unwrap_or(Path::new(""));
             let mut cur = p.mount_point.clone();
@@ -365,14 +381,7 @@ impl Cgroup {
                 }
                 cur.push(c);
                 match fs::create_dir(&cur) {
-                    Ok(()) => {
-                        self.created.push(cur.clone());
-                        if p.version == Version::V1 && p.controllers.iter().any(|c| c == "cpuset") {
-                            // A new v1 cpuset has empty cpus/mems and refuses tasks (ENOSPC)
-                            // until they are filled: inherit the parent's, as runc does.
-                            inherit_cpuset(&cur)?;
-                        }
-                    }
+                    Ok(()) => self.created.push(cur.clone()),
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(source) => {
                         return Err(CgroupError::Mkdir {
@@ -380,6 +389,13 @@ impl Cgroup {
                             source,
                         })
                     }
+                }
+                if p.version == Version::V1 && p.controllers.iter().any(|c| c == "cpuset") {
+                    // A new v1 cpuset has empty cpus/mems and refuses tasks (ENOSPC) until
+                    // they are filled: inherit the parent's, as runc does. Every level, also
+                    // one that already existed: a concurrent create may have made a shared
+                    // parent and not filled it yet.
+                    inherit_cpuset(&cur)?;
                 }
             }
         }
