@@ -4,6 +4,7 @@
 //! once with their cause chain (`berth: pulling x: layer sha256:..: fetching: ...`).
 //! Exit codes: 0 success, 1 the command failed, 2 usage error (from clap).
 
+mod cmd_run;
 mod format;
 mod progress;
 
@@ -67,6 +68,8 @@ enum Cmd {
     /// Manage Berth.
     #[command(subcommand)]
     System(SystemCmd),
+    #[command(flatten)]
+    Engine(cmd_run::EngineCmd),
 }
 
 #[derive(Subcommand)]
@@ -265,6 +268,7 @@ fn run(cli: Cli) -> Res {
         Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => cmd_import(&store()?, a),
         Cmd::Login(a) => cmd_login(a, reg),
         Cmd::Logout { registry } => cmd_logout(&registry),
+        Cmd::Engine(c) => cmd_run::dispatch(&root, c),
     }
 }
 

@@ -61,6 +61,19 @@ pub enum ExecError {
     Wait(#[source] nix::errno::Errno),
 }
 
+impl ExecError {
+    /// 126/127 when the command could not be run (Docker's codes), else `None`.
+    pub fn command_exit_code(&self) -> Option<u8> {
+        match self {
+            ExecError::Runtime { source, .. } => match source.as_ref() {
+                ops::exec::ExecError::Spawn(s) => crate::lifecycle::command_exit_code(s),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
 /// An error and its causes on one line, `a: b: c`.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -138,12 +151,9 @@ impl Engine {
                 let _ = nix::unistd::dup2_stdin(&null);
             }
         }
-        let set = if opts.detach {
-            None
-        } else {
+        if !opts.detach {
             ops::wait::become_subreaper().map_err(ExecError::Signals)?;
-            Some(ops::wait::block_signals().map_err(ExecError::Signals)?)
-        };
+        }
         let pid = ops::exec::exec(
             &self.runtime,
             &id,
@@ -155,19 +165,15 @@ impl Engine {
                 preserve_fds: 0,
             },
         );
-        let pid = match pid {
-            Ok(p) => p,
-            Err(source) => {
-                if let Some(s) = &set {
-                    ops::wait::unblock_signals(s);
-                }
-                return Err(ExecError::Runtime {
-                    id,
-                    source: Box::new(source),
-                });
-            }
-        };
-        let Some(set) = set else { return Ok(0) };
+        let pid = pid.map_err(|source| ExecError::Runtime {
+            id,
+            source: Box::new(source),
+        })?;
+        if opts.detach {
+            return Ok(0);
+        }
+        // Blocked after the spawn, which inherits our mask (see `Engine::start_foreground`).
+        let set = ops::wait::block_signals().map_err(ExecError::Signals)?;
         let code = match ours {
             Some(ours) => ops::console::receive_master(&ours)
                 .and_then(|m| ops::console::serve(pid, m, &set))

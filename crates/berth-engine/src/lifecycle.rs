@@ -108,7 +108,11 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("the monitor of container {id} failed: {message}")]
-    Monitor { id: String, message: String },
+    Monitor {
+        id: String,
+        message: String,
+        command_exit_code: Option<u8>,
+    },
     #[error("redirecting {what} of the monitor")]
     Stdio {
         what: &'static str,
@@ -117,6 +121,39 @@ pub enum StartError {
     },
     #[error("-t with -d needs a terminal the monitor would serve, which is not supported yet")]
     DetachedTty,
+}
+
+/// Docker's exit code when the container's command itself cannot run: 127 when it is not
+/// found, 126 when it cannot be executed. `None` for any other failure.
+pub fn command_exit_code(e: &berth_runtime::spawn::parent::SpawnError) -> Option<u8> {
+    use berth_runtime::spawn::parent::SpawnError;
+    use berth_runtime::spawn::InitStep;
+    match e {
+        SpawnError::Child(ie) if matches!(ie.step, InitStep::FindExecutable | InitStep::Exec) => {
+            Some(if ie.errno == Some(libc::ENOENT) {
+                127
+            } else {
+                126
+            })
+        }
+        _ => None,
+    }
+}
+
+impl StartError {
+    /// 126/127 when the container's command could not be run (Docker's codes), else `None`.
+    pub fn command_exit_code(&self) -> Option<u8> {
+        match self {
+            StartError::Create { source, .. } => match source.as_ref() {
+                ops::create::CreateError::Spawn(s) => command_exit_code(s),
+                _ => None,
+            },
+            StartError::Monitor {
+                command_exit_code, ..
+            } => *command_exit_code,
+            _ => None,
+        }
+    }
 }
 
 /// Why `stop`, `kill` or `wait` failed.
@@ -129,6 +166,12 @@ pub enum StopError {
     #[error("signalling container {id}")]
     Kill {
         id: String,
+        #[source]
+        source: Box<ops::kill::KillError>,
+    },
+    #[error("invalid signal {signal:?}")]
+    Signal {
+        signal: String,
         #[source]
         source: Box<ops::kill::KillError>,
     },
@@ -515,12 +558,10 @@ impl Engine {
                 })?;
             }
         }
-        let set = ops::wait::block_signals().map_err(StartError::Signals)?;
         let (ours, theirs) = if rec.tty {
             match ops::console::socket_pair() {
                 Ok((a, b)) => (Some(a), Some(b)),
                 Err(e) => {
-                    ops::wait::unblock_signals(&set);
                     self.finish(id, 128, Some(crate::exec::chain(&e)));
                     return Err(StartError::Console(e));
                 }
@@ -528,11 +569,16 @@ impl Engine {
         } else {
             (None, None)
         };
-        let pid = match self.launch(&rec, theirs) {
-            Ok(p) => p,
+        let pid = self.launch(&rec, theirs)?;
+        // Blocked only now: the runtime's init inherits our signal mask and does not reset it,
+        // so blocking before the spawn would leave the container deaf to SIGTERM. A signal
+        // that arrives before this point is handled by default; an exit meanwhile is still
+        // reaped by the wait below.
+        let set = match ops::wait::block_signals() {
+            Ok(s) => s,
             Err(e) => {
-                ops::wait::unblock_signals(&set);
-                return Err(e);
+                let _ = ops::kill::kill(&self.runtime, id, nix::sys::signal::Signal::SIGKILL, true);
+                return Err(StartError::Signals(e));
             }
         };
         let code = match ours {
@@ -584,19 +630,22 @@ impl Engine {
             .expect("stdout is piped")
             .read_to_string(&mut report);
         read.map_err(spawn_err)?;
-        let report = report.trim();
-        if report == crate::monitor::STARTED {
-            // The monitor lives on; reaping it is init's job once we exit.
-            return Ok(());
-        }
+        let (message, command_exit_code) =
+            match serde_json::from_str::<crate::monitor::Report>(report.trim()) {
+                // The monitor lives on; reaping it is init's job once we exit.
+                Ok(crate::monitor::Report::Started) => return Ok(()),
+                Ok(crate::monitor::Report::Failed {
+                    message,
+                    command_exit_code,
+                }) => (message, command_exit_code),
+                Err(_) if report.trim().is_empty() => ("it exited without reporting".into(), None),
+                Err(_) => (format!("unreadable report {:?}", report.trim()), None),
+            };
         let _ = child.wait();
         Err(StartError::Monitor {
             id: id.to_owned(),
-            message: if report.is_empty() {
-                "it exited without reporting".into()
-            } else {
-                report.to_owned()
-            },
+            message,
+            command_exit_code,
         })
     }
 
@@ -662,7 +711,11 @@ impl Engine {
     }
 
     /// `berth kill`: signals the container's init.
-    pub fn kill(&self, what: &str, signal: nix::sys::signal::Signal) -> Result<String, StopError> {
+    pub fn kill(&self, what: &str, signal: &str) -> Result<String, StopError> {
+        let signal = ops::kill::parse_signal(signal).map_err(|source| StopError::Signal {
+            signal: signal.to_owned(),
+            source: Box::new(source),
+        })?;
         let rec = self.reconcile(self.find(what)?);
         if rec.state.status != Status::Running {
             return Err(StopError::NotRunning(what.to_owned()));
@@ -763,6 +816,11 @@ pub fn status_text(rec: &ContainerRecord, now: i64) -> String {
             human_duration(now - rec.state.finished_at)
         ),
     }
+}
+
+/// Seconds since the epoch as RFC 3339 (what `inspect` shows).
+pub fn format_time(secs: i64) -> String {
+    berth_runtime::state::format_rfc3339(secs, 0)
 }
 
 /// Docker's `units.HumanDuration`.

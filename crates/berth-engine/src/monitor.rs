@@ -21,18 +21,41 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 
 use crate::exec::chain;
 use crate::logs::LineLogger;
 use crate::Engine;
 
-/// What the monitor writes on its report pipe once the container runs.
-pub const STARTED: &str = "started";
+/// What the monitor writes (one JSON line) on its report pipe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Report {
+    /// The container runs.
+    Started,
+    /// It could not be started; nothing of the run is left.
+    Failed {
+        message: String,
+        /// 126/127 when the container's command could not run.
+        command_exit_code: Option<u8>,
+    },
+}
+
+fn send(fd: OwnedFd, r: &Report) {
+    let mut f = std::fs::File::from(fd);
+    let mut line = serde_json::to_vec(r).expect("a report serialises");
+    line.push(b'\n');
+    let _ = f.write_all(&line);
+}
 
 fn report(fd: OwnedFd, msg: &str) {
-    let mut f = std::fs::File::from(fd);
-    let _ = f.write_all(msg.as_bytes());
-    let _ = f.write_all(b"\n");
+    send(
+        fd,
+        &Report::Failed {
+            message: msg.to_owned(),
+            command_exit_code: None,
+        },
+    );
 }
 
 fn not_single_threaded() -> bool {
@@ -82,17 +105,31 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
         return 125;
     }
     drop((out_w, err_w));
-    let set = match ops::wait::become_subreaper().and_then(|()| ops::wait::block_signals()) {
-        Ok(s) => s,
-        Err(e) => {
-            report(rep, &format!("setting up the monitor's signals: {e}"));
-            return 125;
-        }
-    };
+    if let Err(e) = ops::wait::become_subreaper() {
+        report(rep, &format!("becoming the subreaper: {e}"));
+        return 125;
+    }
     let pid = match engine.launch_for_monitor(id) {
         Ok((_, pid)) => pid,
         Err(e) => {
-            report(rep, &chain(&e));
+            send(
+                rep,
+                &Report::Failed {
+                    message: chain(&e),
+                    command_exit_code: e.command_exit_code(),
+                },
+            );
+            return 125;
+        }
+    };
+    // Blocked only after the spawn: the container's init inherits the mask (see
+    // `Engine::start_foreground`). An exit before this is reaped by the first pass in
+    // `supervise`, which runs before any wait for a signal.
+    let set = match ops::wait::block_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = engine.kill(id, "KILL");
+            report(rep, &format!("blocking the monitor's signals: {e}"));
             return 125;
         }
     };
@@ -101,7 +138,7 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
         let _ = nix::unistd::dup2_stdout(&null);
         let _ = nix::unistd::dup2_stderr(&null);
     }
-    report(rep, STARTED);
+    send(rep, &Report::Started);
     let code = supervise(pid, out_r, err_r, log, &set);
     engine.finish(id, code, None);
     0

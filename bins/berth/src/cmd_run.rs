@@ -1,0 +1,656 @@
+//! The container commands: `run`, `create`, `start`, `ps`, `logs`, `stop`, `kill`, `rm`,
+//! `exec`, `inspect`, `wait`, and the hidden `container-monitor`.
+//!
+//! Exit codes follow Docker: 125 when Berth itself fails, 126/127 when the container's command
+//! cannot be executed or is not found (the runtime's init exits with them), otherwise the
+//! container's own exit code.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use berth_engine::exec::{chain, ExecOptions};
+use berth_engine::lifecycle::{human_duration, status_text, StartError};
+use berth_engine::logs::LogsOptions;
+use berth_engine::{ContainerRecord, Engine, MonitorCommand, RunOptions, Status};
+use serde_json::{json, Value};
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+/// Docker's exit code for an error of the engine itself.
+const ENGINE_ERROR: u8 = 125;
+
+#[derive(clap::Subcommand)]
+pub enum EngineCmd {
+    /// Create and run a new container from an image.
+    Run(Box<RunArgs>),
+    /// Create a new container.
+    Create(Box<RunArgs>),
+    /// Start one or more stopped containers.
+    Start(StartArgs),
+    /// List containers.
+    #[command(alias = "list")]
+    Ps(PsArgs),
+    /// Fetch the logs of a container.
+    Logs(LogsArgs),
+    /// Stop one or more running containers.
+    Stop(StopArgs),
+    /// Kill one or more running containers.
+    Kill(KillArgs),
+    /// Remove one or more containers.
+    Rm(RmArgs),
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// Show low-level information on containers as JSON.
+    Inspect(InspectArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Supervise one container (started by `run -d`/`start`; not for direct use).
+    #[command(name = "container-monitor", hide = true)]
+    ContainerMonitor { id: String },
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Run in the background and print the container ID.
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep STDIN open.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    tty: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    #[arg(long)]
+    name: Option<String>,
+    /// Set environment variables (KEY=VALUE, or KEY to copy ours).
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Read environment variables from a file.
+    #[arg(long = "env-file")]
+    env_file: Vec<std::path::PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// user[:group], names resolved in the image's /etc/passwd and /etc/group.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Overwrite the image's ENTRYPOINT.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Container host name (default: the short ID).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Mount a tmpfs: PATH[:OPTIONS].
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Bind mount: /host/path:/container/path[:ro|rw|z|Z].
+    #[arg(short, long = "volume")]
+    volume: Vec<String>,
+    /// Memory limit (e.g. 256m).
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// Number of CPUs (e.g. 1.5).
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Process limit (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    #[arg(long)]
+    cap_add: Vec<String>,
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// Give extended privileges (all capabilities, no seccomp, no masked paths).
+    #[arg(long)]
+    privileged: bool,
+    /// none (default: loopback only) or host.
+    #[arg(long, alias = "net")]
+    network: Option<String>,
+    /// Publish ports (not supported yet).
+    #[arg(short, long)]
+    publish: Vec<String>,
+    /// Absolute cgroup under which the container's cgroup is created (default /berth).
+    #[arg(long)]
+    cgroup_parent: Option<String>,
+    image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct StartArgs {
+    /// Attach stdout/stderr and forward signals (the container runs in this process).
+    #[arg(short, long)]
+    attach: bool,
+    /// Attach stdin.
+    #[arg(short, long)]
+    interactive: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct PsArgs {
+    /// Show all containers (default: only running ones).
+    #[arg(short, long)]
+    all: bool,
+    /// Only display container IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Do not truncate output.
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    /// Follow log output.
+    #[arg(short, long)]
+    follow: bool,
+    /// Number of lines to show from the end ("all" for everything).
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    container: String,
+}
+
+#[derive(clap::Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container.
+    #[arg(short, long = "time", alias = "timeout", default_value_t = 10)]
+    time: u64,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct KillArgs {
+    #[arg(short, long, default_value = "KILL")]
+    signal: String,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct RmArgs {
+    /// Force the removal of a running container (SIGKILL).
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ExecArgs {
+    #[arg(short, long)]
+    detach: bool,
+    #[arg(short, long)]
+    interactive: bool,
+    #[arg(short, long)]
+    tty: bool,
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    #[arg(short, long)]
+    workdir: Option<String>,
+    #[arg(short, long)]
+    user: Option<String>,
+    container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// A Go-template-like format ({{.State.Status}}, {{json .Config}}).
+    #[arg(short, long)]
+    format: Option<String>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// Runs an engine command and exits with Docker's codes; never returns.
+pub fn dispatch(root: &Path, cmd: EngineCmd) -> ! {
+    let code = match run(root, cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {}", chain(e.as_ref()));
+            ENGINE_ERROR
+        }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code as i32)
+}
+
+fn engine(root: &Path) -> Result<Engine, Box<dyn std::error::Error>> {
+    let mut e = Engine::open(root)?;
+    e.monitor = Some(MonitorCommand {
+        program: std::env::current_exe()?,
+        args: vec![
+            "--root".into(),
+            root.as_os_str().to_owned(),
+            "container-monitor".into(),
+        ],
+    });
+    Ok(e)
+}
+
+fn run(root: &Path, cmd: EngineCmd) -> Result<u8, Box<dyn std::error::Error>> {
+    let e = engine(root)?;
+    match cmd {
+        EngineCmd::Run(a) => cmd_run(&e, *a),
+        EngineCmd::Create(a) => {
+            let rec = e.create(&run_options(&a)?, false)?;
+            println!("{}", rec.id);
+            Ok(0)
+        }
+        EngineCmd::Start(a) => cmd_start(&e, a),
+        EngineCmd::Ps(a) => cmd_ps(&e, a).map(|()| 0),
+        EngineCmd::Logs(a) => cmd_logs(&e, a).map(|()| 0),
+        EngineCmd::Stop(a) => each(&a.containers, |c| {
+            e.stop(c, Duration::from_secs(a.time))?;
+            Ok(())
+        }),
+        EngineCmd::Kill(a) => each(&a.containers, |c| {
+            e.kill(c, &a.signal)?;
+            Ok(())
+        }),
+        EngineCmd::Rm(a) => each(&a.containers, |c| {
+            e.remove(c, a.force)?;
+            Ok(())
+        }),
+        EngineCmd::Exec(a) => {
+            let opts = ExecOptions {
+                command: a.command,
+                env: a.env,
+                workdir: a.workdir,
+                user: a.user,
+                tty: a.tty,
+                interactive: a.interactive,
+                detach: a.detach,
+            };
+            match e.exec(&a.container, &opts) {
+                Ok(code) => Ok(code as u8),
+                Err(err) => match err.command_exit_code() {
+                    Some(code) => {
+                        eprintln!("berth: {}", chain(&err));
+                        Ok(code)
+                    }
+                    None => Err(err.into()),
+                },
+            }
+        }
+        EngineCmd::Inspect(a) => cmd_inspect(&e, a),
+        EngineCmd::Wait { containers } => {
+            let mut failed = false;
+            for c in &containers {
+                match e.wait(c) {
+                    Ok(code) => println!("{code}"),
+                    Err(err) => {
+                        eprintln!("berth: {}", chain(&err));
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+        EngineCmd::ContainerMonitor { id } => Ok(berth_engine::monitor::run(&e, &id) as u8),
+    }
+}
+
+/// Applies `f` to each named container, echoing the name as Docker does; a failure is reported
+/// and the rest continue, and the command then exits 1.
+fn each(
+    items: &[String],
+    mut f: impl FnMut(&str) -> Res,
+) -> Result<u8, Box<dyn std::error::Error>> {
+    let mut failed = false;
+    for c in items {
+        match f(c) {
+            Ok(()) => println!("{c}"),
+            Err(err) => {
+                eprintln!("berth: {}", chain(err.as_ref()));
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| format!("reading the env file {}: {e}", f.display()))?;
+        env.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    env.extend(a.env.iter().cloned());
+    Ok(RunOptions {
+        image: a.image.clone(),
+        name: a.name.clone(),
+        command: a.command.clone(),
+        entrypoint: a.entrypoint.clone(),
+        env,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        tty: a.tty,
+        interactive: a.interactive,
+        auto_remove: a.rm,
+        read_only: a.read_only,
+        tmpfs: a.tmpfs.clone(),
+        volumes: a.volume.clone(),
+        memory: a.memory.clone(),
+        cpus: a.cpus.clone(),
+        pids_limit: a.pids_limit,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        privileged: a.privileged,
+        network: a.network.clone(),
+        publish: a.publish.clone(),
+        cgroup_parent: a.cgroup_parent.clone(),
+    })
+}
+
+fn cmd_run(e: &Engine, a: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
+    if a.detach && a.tty {
+        return Err(
+            "-t with -d is not supported yet (the monitor does not serve terminals)".into(),
+        );
+    }
+    let opts = run_options(&a)?;
+    let rec = e.create(&opts, true)?;
+    if a.detach {
+        if let Err(err) = e.start_detached(&rec.id) {
+            // `run` made this container; a failed start must not leave it behind.
+            let _ = e.remove(&rec.id, true);
+            return start_failed(err);
+        }
+        println!("{}", rec.id);
+        return Ok(0);
+    }
+    match e.start_foreground(&rec.id) {
+        Ok(code) => Ok(code as u8),
+        Err(err) => {
+            let _ = e.remove(&rec.id, true);
+            start_failed(err)
+        }
+    }
+}
+
+/// A start that failed because the command cannot run exits 126/127, as Docker's does.
+fn start_failed(err: StartError) -> Result<u8, Box<dyn std::error::Error>> {
+    match err.command_exit_code() {
+        Some(code) => {
+            eprintln!("berth: {}", chain(&err));
+            Ok(code)
+        }
+        None => Err(err.into()),
+    }
+}
+
+fn cmd_start(e: &Engine, a: StartArgs) -> Result<u8, Box<dyn std::error::Error>> {
+    if a.attach || a.interactive {
+        if a.containers.len() != 1 {
+            return Err("you cannot start and attach multiple containers at once".into());
+        }
+        let id = e.find(&a.containers[0])?.id;
+        return match e.start_foreground(&id) {
+            Ok(code) => Ok(code as u8),
+            Err(err) => start_failed(err),
+        };
+    }
+    each(&a.containers, |c| {
+        let id = e.find(c)?.id;
+        e.start_detached(&id)?;
+        Ok(())
+    })
+}
+
+fn command_text(rec: &ContainerRecord) -> String {
+    let mut parts = vec![rec.path.clone()];
+    parts.extend(rec.args.iter().cloned());
+    parts.join(" ")
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let line = |cells: Vec<String>| {
+        let last = cells.len() - 1;
+        let mut s = String::new();
+        for (i, c) in cells.into_iter().enumerate() {
+            if i == last {
+                s.push_str(&c);
+            } else {
+                let pad = widths[i] + 3 - c.chars().count();
+                s.push_str(&c);
+                s.push_str(&" ".repeat(pad));
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|h| h.to_string()).collect())
+    );
+    for r in rows {
+        let _ = writeln!(out, "{}", line(r.clone()));
+    }
+}
+
+fn cmd_ps(e: &Engine, a: PsArgs) -> Res {
+    let now = berth_engine::now_secs();
+    let all: Vec<ContainerRecord> = e
+        .list()?
+        .into_iter()
+        .filter(|r| a.all || r.state.status == Status::Running)
+        .collect();
+    if a.quiet {
+        for r in &all {
+            println!("{}", if a.no_trunc { &r.id } else { r.short_id() });
+        }
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|r| {
+            let cmd = command_text(r);
+            vec![
+                if a.no_trunc {
+                    r.id.clone()
+                } else {
+                    r.short_id().to_owned()
+                },
+                r.image.clone(),
+                format!("\"{}\"", if a.no_trunc { cmd } else { truncate(&cmd, 20) }),
+                format!("{} ago", human_duration(now - r.created)),
+                status_text(r, now),
+                String::new(),
+                r.name.clone(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+fn cmd_logs(e: &Engine, a: LogsArgs) -> Res {
+    let tail = match a.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(
+            n.parse::<usize>()
+                .map_err(|_| format!("invalid --tail value {n:?}"))?,
+        ),
+    };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    e.logs(
+        &a.container,
+        LogsOptions {
+            follow: a.follow,
+            tail,
+        },
+        &mut |entry| {
+            if entry.stream == "stderr" {
+                let mut w = stderr.lock();
+                w.write_all(entry.log.as_bytes())?;
+                w.flush()
+            } else {
+                let mut w = stdout.lock();
+                w.write_all(entry.log.as_bytes())?;
+                w.flush()
+            }
+        },
+    )?;
+    Ok(())
+}
+
+fn rfc3339(secs: i64) -> String {
+    if secs == 0 {
+        "0001-01-01T00:00:00Z".into()
+    } else {
+        berth_engine::lifecycle::format_time(secs)
+    }
+}
+
+/// Docker's `inspect` shape for the fields Berth has.
+fn inspect_json(r: &ContainerRecord) -> Value {
+    let running = r.state.status == Status::Running;
+    let binds: Vec<String> = r
+        .mounts
+        .iter()
+        .filter(|m| m.kind == "bind")
+        .map(|m| {
+            format!(
+                "{}:{}{}",
+                m.source,
+                m.destination,
+                if m.rw { "" } else { ":ro" }
+            )
+        })
+        .collect();
+    let tmpfs: serde_json::Map<String, Value> = r
+        .mounts
+        .iter()
+        .filter(|m| m.kind == "tmpfs")
+        .map(|m| (m.destination.clone(), json!(m.source)))
+        .collect();
+    json!({
+        "Id": r.id,
+        "Created": rfc3339(r.created),
+        "Path": r.path,
+        "Args": r.args,
+        "State": {
+            "Status": r.state.status.to_string(),
+            "Running": running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": r.state.pid,
+            "ExitCode": r.state.exit_code,
+            "Error": r.state.error,
+            "StartedAt": rfc3339(r.state.started_at),
+            "FinishedAt": rfc3339(r.state.finished_at),
+        },
+        "Image": r.image_id,
+        "Name": format!("/{}", r.name),
+        "Driver": "overlay",
+        "HostConfig": {
+            "Binds": binds,
+            "NetworkMode": "none",
+            "AutoRemove": r.auto_remove,
+            "CapAdd": r.cap_add,
+            "CapDrop": r.cap_drop,
+            "Privileged": r.privileged,
+            "ReadonlyRootfs": r.read_only,
+            "Tmpfs": tmpfs,
+            "CgroupParent": r.cgroup_path.rsplit_once('/').map(|(p, _)| p).unwrap_or(""),
+            "Memory": r.memory,
+            "NanoCpus": r.nano_cpus,
+            "PidsLimit": r.pids_limit,
+        },
+        "Mounts": r.mounts.iter().map(|m| json!({
+            "Type": m.kind,
+            "Source": m.source,
+            "Destination": m.destination,
+            "Mode": if m.rw { "" } else { "ro" },
+            "RW": m.rw,
+            "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
+        })).collect::<Vec<_>>(),
+        "Config": {
+            "Hostname": r.hostname,
+            "User": r.user,
+            "Tty": r.tty,
+            "OpenStdin": r.open_stdin,
+            "Env": r.env,
+            "Cmd": std::iter::once(r.path.clone()).chain(r.args.iter().cloned()).collect::<Vec<_>>(),
+            "Image": r.image,
+            "WorkingDir": r.working_dir,
+            "StopSignal": r.stop_signal,
+        },
+    })
+}
+
+fn cmd_inspect(e: &Engine, a: InspectArgs) -> Result<u8, Box<dyn std::error::Error>> {
+    let mut out = Vec::new();
+    let mut failed = false;
+    for c in &a.containers {
+        match e.find(c) {
+            Ok(r) => out.push(inspect_json(&e.reconcile(r))),
+            Err(err) => {
+                eprintln!("berth: {}", chain(&err));
+                failed = true;
+            }
+        }
+    }
+    match &a.format {
+        Some(f) => {
+            for v in &out {
+                println!("{}", crate::format::render(f, v));
+            }
+        }
+        None => println!("{}", serde_json::to_string_pretty(&Value::Array(out))?),
+    }
+    Ok(if failed { 1 } else { 0 })
+}
