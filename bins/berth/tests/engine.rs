@@ -458,3 +458,104 @@ fn concurrent_run_rm_gives_distinct_containers_and_no_leaks() {
     assert_eq!(hosts.len(), 8, "{hosts:?}");
     fx.assert_no_leaks();
 }
+
+#[test]
+fn create_then_start_attached_and_detached() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let mut args = vec!["create", "--cgroup-parent", &fx.cgroup_parent];
+    args.extend([
+        "--name",
+        "c1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; exit 2",
+    ]);
+    let out = fx.berth(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ps = text(&fx.berth(&["ps", "-a"]).stdout);
+    assert!(ps.contains(" Created "), "{ps}");
+    // A created container holds no mount until it starts.
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mi.contains(fx.root().to_str().unwrap()));
+    let out = fx.berth(&["start", "-a", "c1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "started\n");
+    // Started again, detached (Docker's default for `start`): the log gets the output.
+    assert!(fx.berth(&["start", "c1"]).status.success());
+    assert_eq!(text(&fx.berth(&["wait", "c1"]).stdout).trim(), "2");
+    assert_eq!(text(&fx.berth(&["logs", "c1"]).stdout), "started\n");
+    assert!(fx.berth(&["rm", "c1"]).status.success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn killed_monitor_ps_tells_the_truth_and_rm_cleans_up() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let monitor_of = |id: &str| -> i32 {
+        let p = fx.root().join(format!("containers/{id}/container.json"));
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+        v["state"]["monitor_pid"].as_i64().unwrap() as i32
+    };
+    let kill9 = |pid: i32| {
+        assert!(pid > 1);
+        assert!(Command::new("kill")
+            .arg("-9")
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success());
+    };
+    // The container outlives its monitor: still "Up", and `rm -f` kills and cleans it.
+    let out = fx.run(&["-d", "busybox", "sleep", "1000"]);
+    let id = text(&out.stdout).trim().to_owned();
+    kill9(monitor_of(&id));
+    let ps = text(&fx.berth(&["ps"]).stdout);
+    assert!(ps.contains(" Up "), "{ps}");
+    assert!(fx.berth(&["rm", "-f", &id]).status.success());
+    fx.assert_no_leaks();
+
+    // Both gone: `ps` shows it exited (code unknown), `rm` cleans without -f.
+    let out = fx.run(&["-d", "busybox", "sleep", "1000"]);
+    let id = text(&out.stdout).trim().to_owned();
+    kill9(monitor_of(&id));
+    assert!(fx.berth(&["kill", &id]).status.success());
+    assert_eq!(text(&fx.berth(&["wait", &id]).stdout).trim(), "255");
+    let ps = text(&fx.berth(&["ps", "-a"]).stdout);
+    assert!(ps.contains("Exited (255)"), "{ps}");
+    assert!(fx.berth(&["rm", &id]).status.success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn tty_run_gets_a_pty() {
+    if !prerequisites() {
+        return;
+    }
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipping: needs /usr/bin/script (util-linux) for a terminal");
+        return;
+    }
+    let fx = Fixture::new();
+    let cmd = format!(
+        "{BERTH} --root {} run --rm -t --cgroup-parent {} busybox sh -c 'tty; echo $TERM; exit 4'",
+        fx.root().display(),
+        fx.cgroup_parent
+    );
+    let out = Command::new("/usr/bin/script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let so = text(&out.stdout);
+    assert!(so.contains("/dev/pts/"), "{so}");
+    assert!(so.contains("xterm"), "{so}");
+    fx.assert_no_leaks();
+}

@@ -515,6 +515,18 @@ impl Engine {
     /// cgroup, rootfs mount); with `--rm` removes the container. Best effort: the container
     /// has already exited.
     pub fn finish(&self, id: &str, code: i32, error: Option<String>) {
+        self.finish_if(id, code, error, |_| true);
+    }
+
+    /// [`Self::finish`], if `still` holds for the record as it is under the lock (so a
+    /// decision made on an older read cannot overwrite a newer exit).
+    fn finish_if(
+        &self,
+        id: &str,
+        code: i32,
+        error: Option<String>,
+        still: impl Fn(&ContainerRecord) -> bool,
+    ) {
         let auto_remove = {
             let Ok(_lock) = self.records.lock(id) else {
                 return;
@@ -522,6 +534,9 @@ impl Engine {
             let Ok(mut rec) = self.records.load(id) else {
                 return;
             };
+            if !still(&rec) {
+                return;
+            }
             let _ = ops::delete::delete(&self.runtime, id, true);
             let rootfs = bundle_rootfs(&rec);
             if is_mounted(&rootfs) {
@@ -671,10 +686,13 @@ impl Engine {
         if init_alive {
             return rec;
         }
-        self.finish(
+        // The supervisor may have recorded the exit since our read, then exited: only a
+        // record that still says "running" under a dead supervisor is finished here.
+        self.finish_if(
             &rec.id,
             255,
             Some("the container's monitor died; its exit code is unknown".into()),
+            |r| r.state.status == Status::Running && !Self::supervisor_alive(r),
         );
         self.records.load(&rec.id).unwrap_or(rec)
     }
