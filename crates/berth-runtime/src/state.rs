@@ -390,7 +390,7 @@ mod tests {
         assert_eq!(format_rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(
             format_rfc3339(1_795_000_000, 5),
-            "2026-11-18T07:06:40.000000005Z"
+            "2026-11-18T11:06:40.000000005Z"
         );
         assert_eq!(
             format_rfc3339(951_782_400, 0),
@@ -402,6 +402,7 @@ mod tests {
     fn own_start_time_is_readable() {
         let me = std::process::id() as i32;
         assert!(process_start_time(me).is_some());
-        assert_eq!(process_state(me), Some('R'));
+        // The main thread may be sleeping while a test thread reads: any live state will do.
+        assert!(matches!(process_state(me), Some('R' | 'S')));
     }
 }

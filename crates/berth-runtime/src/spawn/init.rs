@@ -366,7 +366,9 @@ fn run_process(plan: &SpawnPlan, chan: &Channel, io: ChildIo) -> Step<std::conve
                 )),
             }
         }
-        drop(fifo);
+        // Kept open (it is close-on-exec) until execve: `start` waits for the fifo's last
+        // writer to go away before it runs the poststart hooks.
+        std::mem::forget(fifo);
         report_late(step(
             InitStep::StartContainerHooks,
             hooks::run(
