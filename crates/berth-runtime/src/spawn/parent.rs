@@ -2,7 +2,7 @@
 //! write id maps and time offsets when asked, run the createRuntime hooks, and wait for
 //! `Ready`. On any failure the forked processes are killed before the error is returned.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
@@ -83,7 +83,23 @@ pub fn spawn(
 ) -> Result<Spawned, SpawnError> {
     ensure_single_threaded()?;
     let (parent_end, child_end) = channel::pair()?;
-    let intermediate = match sys::fork().map_err(SpawnError::Fork)? {
+    // On a pure cgroup v2 host, fork straight into the cgroup (CLONE_INTO_CGROUP); elsewhere,
+    // or on a kernel without clone3, fork and then move the child before it does anything.
+    let cgroup_fd = match cgroup {
+        Some(cg) => cg.open_v2_dir().map_err(SpawnError::Cgroup)?,
+        None => None,
+    };
+    let forked = match &cgroup_fd {
+        Some(fd) => match sys::fork_into_cgroup(fd.as_fd()) {
+            Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL | Errno::EOPNOTSUPP) => {
+                sys::fork().map(|f| (f, false))
+            }
+            other => other.map(|f| (f, true)),
+        },
+        None => sys::fork().map(|f| (f, false)),
+    };
+    let (forked, in_cgroup) = forked.map_err(SpawnError::Fork)?;
+    let intermediate = match forked {
         sys::Forked::Child => {
             drop(parent_end);
             init::intermediate(plan, child_end, io)
@@ -100,7 +116,8 @@ pub fn spawn(
     let chan = parent_end;
     let fail = |e: SpawnError| Err(e);
 
-    if let Some(cg) = cgroup {
+    drop(cgroup_fd);
+    if let Some(cg) = cgroup.filter(|_| !in_cgroup) {
         if let Err(e) = cg.add_pid(intermediate.as_raw()) {
             return fail(SpawnError::Cgroup(e));
         }
