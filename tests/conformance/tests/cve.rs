@@ -321,3 +321,67 @@ fn cve_2025_52565_console_symlink() {
     rt.delete(&id, true);
     sentinel.assert_unchanged();
 }
+
+/// CVE-2015-3627: the runtime opened a file for PID 1's stdio (or a log) through a path in the
+/// image before pivot_root, following the image's symlink to a host file. Here the image's
+/// `/dev/stdin`, `/dev/stdout`, `/dev/stderr` and `/dev/fd` point at a host sentinel and there is
+/// no `/dev` mount, so the runtime sets up `/dev` in the image's own directory: the container's
+/// stdio must never be the host file, and the sentinel must not change.
+#[test]
+fn cve_2015_3627_symlinked_stdio_targets() {
+    require_root!();
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let sentinel = Sentinel::new(&b.host_dir("host"));
+    without_dev_mounts(&mut b);
+    let dev = b.rootfs().join("dev");
+    for entry in ["stdin", "stdout", "stderr", "fd"] {
+        let p = dev.join(entry);
+        let _ = fs::remove_file(&p);
+        symlink(&sentinel.file, &p).unwrap();
+    }
+    b.spec.args(&["/probe"]);
+    let id = unique_id("cve3627");
+    let out = rt.run(&id, &b, &[]);
+    if out.success() {
+        check_stdio(&out.json(), &sentinel);
+    } else {
+        eprintln!(
+            "runtime refused the symlinked stdio entries: {}",
+            out.stderr
+        );
+    }
+    rt.delete(&id, true);
+    assert!(berth_conformance::host_mounts_under(&sentinel.file).is_empty());
+    sentinel.assert_unchanged();
+}
+
+/// CVE-2016-9962: the container's PID 1 ptraced a joining `exec` process before it dropped its
+/// privileges and took a host fd from it. Here a process inside keeps trying to reach into every
+/// runtime process that appears in the container (listing `/proc/PID/fd` takes the same ptrace
+/// access check as PTRACE_ATTACH) while the host runs `exec` many times. None may be reachable:
+/// the runtime's processes are non-dumpable until `execve`.
+#[test]
+fn cve_2016_9962_exec_process_not_ptraceable() {
+    require_root!();
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.spec.args(&["/probe", "fd-attack", "/tmp/stop-attack"]);
+    let id = unique_id("cve9962");
+    let created = rt.create(&id, &b, &[]);
+    created.assert_ok();
+    rt.start(&id).assert_ok();
+    for _ in 0..30 {
+        rt.exec(&id, &[], &["/bin/true"]).assert_ok();
+    }
+    fs::write(b.rootfs().join("tmp/stop-attack"), "").unwrap();
+    rt.wait_status(&id, "stopped");
+    let v = first_json(&created.stdout_now());
+    assert!(v["attempts"].is_u64(), "the attack never reported: {v}");
+    assert_eq!(
+        v["reached"],
+        serde_json::json!([]),
+        "a runtime process in the container was reachable by ptrace: {v}"
+    );
+    rt.delete(&id, true);
+}

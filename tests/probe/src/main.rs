@@ -49,6 +49,7 @@ fn main() {
         "open-write" => one_arg(rest).map_or_else(usage, open_write),
         "fds" => one_arg(rest).map_or_else(usage, |pid| fds(&format!("/proc/{pid}/fd"))),
         "exe-attack" => one_arg(rest).map_or_else(usage, exe_attack),
+        "fd-attack" => one_arg(rest).map_or_else(usage, fd_attack),
         "spawn" => one_arg(rest)
             .and_then(|n| n.parse().ok())
             .map_or_else(usage, spawn),
@@ -419,6 +420,59 @@ fn exe_attack(stop_file: &str) -> Value {
         std::thread::sleep(Duration::from_millis(1));
     }
     json!({ "attempts": attempts, "pids_seen": pids_seen, "opened_for_write": opened })
+}
+
+/// CVE-2016-9962: until the stop file appears, try to reach into every other process of the
+/// container while it still runs runtime code (its `comm` is the runtime's, before `execve`):
+/// reading `/proc/PID/fd/N` needs the same ptrace access check as attaching to it, so any
+/// runtime descriptor read there means a joining `exec` process could be ptraced and its
+/// descriptors taken.
+fn fd_attack(stop_file: &str) -> Value {
+    let me = std::process::id().to_string();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut attempts = 0u64;
+    let mut runtime_seen = 0u64;
+    let mut reached: Vec<Value> = Vec::new();
+    while Instant::now() < deadline && !Path::new(stop_file).exists() {
+        let Ok(entries) = fs::read_dir("/proc") else {
+            break;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == me || name == "1" || !name.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let comm = fs::read_to_string(format!("/proc/{name}/comm")).unwrap_or_default();
+            let comm = comm.trim();
+            if !(comm.contains("runc") || comm.contains("berth")) {
+                continue;
+            }
+            runtime_seen += 1;
+            attempts += 1;
+            // Reading a descriptor's link takes the ptrace check. Descriptors 0-2 are the stdio
+            // the caller hands the process; execve makes the process dumpable again a moment
+            // before its comm changes, when only those remain. Anything above 2 that can be
+            // read is a runtime descriptor a container process could have taken.
+            if let Ok(fds) = fs::read_dir(format!("/proc/{name}/fd")) {
+                let leaked: Vec<String> = fds
+                    .filter_map(Result::ok)
+                    .filter(|f| {
+                        f.file_name()
+                            .to_str()
+                            .and_then(|n| n.parse::<u32>().ok())
+                            .is_some_and(|n| n > 2)
+                    })
+                    .filter_map(|f| fs::read_link(f.path()).ok())
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .collect();
+                if !leaked.is_empty() {
+                    reached.push(json!({ "pid": name, "comm": comm, "fds": leaked }));
+                }
+            }
+        }
+        std::thread::yield_now();
+    }
+    json!({ "attempts": attempts, "runtime_processes_seen": runtime_seen, "reached": reached })
 }
 
 fn spawn(n: u32) -> Value {
