@@ -849,6 +849,21 @@ fn cve_2021_30465_symlink_exchange_race_never_mounts_or_creates_outside_the_root
     if !is_root() {
         return;
     }
+    symlink_exchange_race(false);
+}
+
+/// CVE-2024-45310: the same race, aimed at the runtime's creation of missing mount targets:
+/// bind mounts of a *file* make the runtime create empty files below the swapped directory,
+/// and none of them may appear on the host.
+#[test]
+fn cve_2024_45310_racing_target_creation_never_creates_host_files() {
+    if !is_root() {
+        return;
+    }
+    symlink_exchange_race(true);
+}
+
+fn symlink_exchange_race(file_targets: bool) {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
@@ -860,9 +875,18 @@ fn cve_2021_30465_symlink_exchange_race_never_mounts_or_creates_outside_the_root
     let names: Vec<String> = (0..8)
         .map(|i| format!("berth-race-{}-{i}", std::process::id()))
         .collect();
+    let source = fx.rootfs().parent().unwrap().join("race-source");
+    fs::write(&source, "source").unwrap();
     let mounts: Vec<serde_json::Value> = names
         .iter()
-        .map(|n| serde_json::json!({"destination": format!("/vol/dir/{n}"), "type": "tmpfs", "source": "tmpfs"}))
+        .map(|n| {
+            if file_targets {
+                serde_json::json!({"destination": format!("/vol/dir/{n}"), "type": "bind",
+                    "source": source.to_string_lossy(), "options": ["bind", "ro"]})
+            } else {
+                serde_json::json!({"destination": format!("/vol/dir/{n}"), "type": "tmpfs", "source": "tmpfs"})
+            }
+        })
         .collect();
     let plan = fx
         .plan(serde_json::json!({ "mounts": mounts }), false)
