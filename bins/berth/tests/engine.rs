@@ -156,7 +156,12 @@ impl Fixture {
             std::fs::read_dir(root.join("snapshots")).unwrap().count(),
             0
         );
-        assert_eq!(std::fs::read_dir(root.join("run")).unwrap().count(), 0);
+        let run_left: Vec<_> = std::fs::read_dir(root.join("run"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != "seccomp-cache")
+            .collect();
+        assert!(run_left.is_empty(), "runtime state left: {run_left:?}");
         let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let root_s = root.to_str().unwrap();
         assert!(!mi.contains(root_s), "mounts left under {root_s}");

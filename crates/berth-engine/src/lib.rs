@@ -78,6 +78,9 @@ impl Engine {
             path: run_root.clone(),
             source,
         })?;
+        // Compiling the default seccomp profile costs more than the rest of a create; the
+        // runtime caches compiled programs keyed by profile, kernel and libseccomp.
+        berth_runtime::security::seccomp::use_cache_dir(run_root.join("seccomp-cache"));
         Ok(Self {
             root: root.to_owned(),
             records: Records::open(root)?,
