@@ -13,6 +13,10 @@ use berth_engine::exec::{chain, ExecOptions};
 use berth_engine::lifecycle::{human_duration, status_text, StartError};
 use berth_engine::logs::LogsOptions;
 use berth_engine::{ContainerRecord, Engine, MonitorCommand, RunOptions, Status};
+use berth_image::pull::{self, PullOptions};
+use berth_image::registry::RegistryOptions;
+use berth_image::store::{Store, StoreError};
+use berth_image::Reference;
 use serde_json::{json, Value};
 
 type Res = Result<(), Box<dyn std::error::Error>>;
@@ -121,6 +125,9 @@ pub struct RunArgs {
     /// Absolute cgroup under which the container's cgroup is created (default /berth).
     #[arg(long)]
     cgroup_parent: Option<String>,
+    /// Pull the image first: missing (when not in the store), always, never.
+    #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pull: String,
     image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -217,8 +224,8 @@ pub struct InspectArgs {
 }
 
 /// Runs an engine command and exits with Docker's codes; never returns.
-pub fn dispatch(root: &Path, cmd: EngineCmd) -> ! {
-    let code = match run(root, cmd) {
+pub fn dispatch(root: &Path, cmd: EngineCmd, registry: RegistryOptions) -> ! {
+    let code = match run(root, cmd, &registry) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("berth: {}", chain(e.as_ref()));
@@ -242,11 +249,19 @@ fn engine(root: &Path) -> Result<Engine, Box<dyn std::error::Error>> {
     Ok(e)
 }
 
-fn run(root: &Path, cmd: EngineCmd) -> Result<u8, Box<dyn std::error::Error>> {
+fn run(
+    root: &Path,
+    cmd: EngineCmd,
+    registry: &RegistryOptions,
+) -> Result<u8, Box<dyn std::error::Error>> {
     let e = engine(root)?;
     match cmd {
-        EngineCmd::Run(a) => cmd_run(&e, *a),
+        EngineCmd::Run(a) => {
+            pull_if_needed(root, &a, registry)?;
+            cmd_run(&e, *a)
+        }
         EngineCmd::Create(a) => {
+            pull_if_needed(root, &a, registry)?;
             let rec = e.create(&run_options(&a)?, false)?;
             println!("{}", rec.id);
             Ok(0)
@@ -322,6 +337,32 @@ fn each(
         }
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// `--pull`: Docker pulls a missing image before `run`/`create`, telling so on stderr (stdout
+/// stays the container's, or the id with `-d`).
+fn pull_if_needed(root: &Path, a: &RunArgs, registry: &RegistryOptions) -> Res {
+    let store = Store::open(root)?;
+    let wanted = match a.pull.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => matches!(store.resolve(&a.image), Err(StoreError::NotFound { .. })),
+    };
+    if !wanted {
+        return Ok(());
+    }
+    let reference: Reference = a.image.parse()?;
+    if a.pull != "always" {
+        eprintln!("Unable to find image '{reference}' locally");
+    }
+    let opts = PullOptions {
+        registry: registry.clone(),
+        ..PullOptions::default()
+    };
+    let rec = pull::pull(&store, &reference, &opts, &pull::NoProgress)?;
+    eprintln!("Digest: {}", rec.manifest_digest);
+    eprintln!("Status: downloaded image for {reference}");
+    Ok(())
 }
 
 fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {

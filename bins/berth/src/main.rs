@@ -268,7 +268,7 @@ fn run(cli: Cli) -> Res {
         Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => cmd_import(&store()?, a),
         Cmd::Login(a) => cmd_login(a, reg),
         Cmd::Logout { registry } => cmd_logout(&registry),
-        Cmd::Engine(c) => cmd_run::dispatch(&root, c),
+        Cmd::Engine(c) => cmd_run::dispatch(&root, c, reg),
     }
 }
 

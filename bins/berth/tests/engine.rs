@@ -4,6 +4,8 @@
 //! and its own cgroup parent under /berth-test/; everything is removed on drop, even when the
 //! test fails. Without root they skip with a visible message.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -562,5 +564,33 @@ fn tty_run_gets_a_pty() {
     let so = text(&out.stdout);
     assert!(so.contains("/dev/pts/"), "{so}");
     assert!(so.contains("xterm"), "{so}");
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn run_pulls_a_missing_image_from_a_local_registry() {
+    if !prerequisites() {
+        return;
+    }
+    if !Path::new("/usr/bin/docker-registry").exists() {
+        eprintln!("skipping: needs /usr/bin/docker-registry");
+        return;
+    }
+    let reg = common::Registry::start(common::Auth::None, false);
+    let client = reg.client(&berth_image::registry::RegistryOptions::default());
+    common::push_image(&client, "bb", "1", "amd64", &[&common::base_layer()], false);
+    let fx = Fixture::new();
+    let image = format!("{}/bb:1", reg.host());
+    // The pushed image's Cmd is /bin/sh; its layer has /bin/busybox and /etc/motd.
+    let out = fx.run(&["--rm", &image, "/bin/busybox", "cat", "/etc/motd"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello\n");
+    assert!(text(&out.stderr).contains("Unable to find image"));
+    // Now present: no pull, nothing on stderr.
+    let out = fx.run(&["--rm", &image, "/bin/busybox", "true"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stderr), "");
+    let out = fx.run(&["--rm", "--pull", "never", "127.0.0.1:1/none:1", "true"]);
+    assert_eq!(out.status.code(), Some(125));
     fx.assert_no_leaks();
 }
