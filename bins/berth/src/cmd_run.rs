@@ -125,6 +125,24 @@ pub struct RunArgs {
     /// Absolute cgroup under which the container's cgroup is created (default /berth).
     #[arg(long)]
     cgroup_parent: Option<String>,
+    /// PID namespace: host or container:NAME (default: a new one).
+    #[arg(long)]
+    pid: Option<String>,
+    /// IPC namespace: private, shareable, host or container:NAME.
+    #[arg(long)]
+    ipc: Option<String>,
+    /// UTS namespace: host.
+    #[arg(long)]
+    uts: Option<String>,
+    /// Signal that `stop` sends first (default: the image's StopSignal, else SIGTERM).
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[arg(long)]
+    stop_timeout: Option<u64>,
+    /// Set metadata: KEY=VALUE.
+    #[arg(short, long = "label")]
+    label: Vec<String>,
     /// Pull the image first: missing (when not in the store), always, never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
     pull: String,
@@ -171,9 +189,9 @@ pub struct LogsArgs {
 
 #[derive(clap::Args)]
 pub struct StopArgs {
-    /// Seconds to wait before killing the container.
-    #[arg(short, long = "time", alias = "timeout", default_value_t = 10)]
-    time: u64,
+    /// Seconds to wait before killing the container (default: its --stop-timeout, 10).
+    #[arg(short, long = "time", alias = "timeout")]
+    time: Option<u64>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -270,7 +288,7 @@ fn run(
         EngineCmd::Ps(a) => cmd_ps(&e, a).map(|()| 0),
         EngineCmd::Logs(a) => cmd_logs(&e, a).map(|()| 0),
         EngineCmd::Stop(a) => each(&a.containers, |c| {
-            e.stop(c, Duration::from_secs(a.time))?;
+            e.stop(c, a.time.map(Duration::from_secs))?;
             Ok(())
         }),
         EngineCmd::Kill(a) => each(&a.containers, |c| {
@@ -402,6 +420,12 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         network: a.network.clone(),
         publish: a.publish.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
+        pid: a.pid.clone(),
+        ipc: a.ipc.clone(),
+        uts: a.uts.clone(),
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+        labels: a.label.clone(),
     })
 }
 
@@ -639,7 +663,7 @@ fn inspect_json(r: &ContainerRecord) -> Value {
         "Driver": "overlay",
         "HostConfig": {
             "Binds": binds,
-            "NetworkMode": "none",
+            "NetworkMode": r.network_mode,
             "AutoRemove": r.auto_remove,
             "CapAdd": r.cap_add,
             "CapDrop": r.cap_drop,
@@ -669,6 +693,11 @@ fn inspect_json(r: &ContainerRecord) -> Value {
             "Image": r.image,
             "WorkingDir": r.working_dir,
             "StopSignal": r.stop_signal,
+            "StopTimeout": r.stop_timeout,
+            "Labels": r.labels.iter().map(|l| {
+                let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                (k.to_owned(), json!(v))
+            }).collect::<serde_json::Map<String, Value>>(),
         },
     })
 }

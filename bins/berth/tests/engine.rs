@@ -101,6 +101,7 @@ impl Fixture {
         );
         for applet in [
             "sh", "echo", "true", "sleep", "id", "pwd", "cat", "hostname", "ls", "env", "tr",
+            "readlink",
         ] {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(tar::EntryType::Symlink);
@@ -591,6 +592,81 @@ fn run_pulls_a_missing_image_from_a_local_registry() {
     assert!(out.status.success());
     assert_eq!(text(&out.stderr), "");
     let out = fx.run(&["--rm", "--pull", "never", "127.0.0.1:1/none:1", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn joining_another_containers_namespaces_and_host_modes() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "db",
+        "--label",
+        "tier=db",
+        "--stop-signal",
+        "SIGUSR1",
+        "--stop-timeout",
+        "3",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let db_net = fx.berth(&["exec", "db", "readlink", "/proc/self/ns/net"]);
+    let db_net = text(&db_net.stdout).trim().to_owned();
+    assert!(db_net.starts_with("net:["), "{db_net}");
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(db_net, host_net.to_str().unwrap());
+
+    // Same network namespace, and with --pid container:db the same PID 1.
+    let out = fx.run(&[
+        "--rm",
+        "--network",
+        "container:db",
+        "--pid",
+        "container:db",
+        "busybox",
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/net; cat /proc/1/cmdline | tr '\\0' ' '",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{db_net}\nsleep 1000 "));
+
+    // --network host and --uts host: the host's namespaces.
+    let out = fx.run(&[
+        "--rm",
+        "--network",
+        "host",
+        "--uts",
+        "host",
+        "busybox",
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/net; hostname",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let host_name = text(&Command::new("hostname").output().unwrap().stdout);
+    assert_eq!(
+        text(&out.stdout),
+        format!("{}\n{}", host_net.display(), host_name)
+    );
+
+    let st = fx.berth(&[
+        "inspect",
+        "-f",
+        "{{.Config.Labels.tier}} {{.Config.StopSignal}} {{.Config.StopTimeout}}",
+        "db",
+    ]);
+    assert_eq!(text(&st.stdout).trim(), "db SIGUSR1 3");
+    // Joining a stopped container fails before anything is made.
+    assert!(fx.berth(&["rm", "-f", "db"]).status.success());
+    let out = fx.run(&["--rm", "--network", "container:db", "busybox", "true"]);
     assert_eq!(out.status.code(), Some(125));
     fx.assert_no_leaks();
 }

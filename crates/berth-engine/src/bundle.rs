@@ -117,6 +117,72 @@ pub struct RunOptions {
     pub publish: Vec<String>,
     /// Absolute cgroup under which `<id>` is created (default `/berth`).
     pub cgroup_parent: Option<String>,
+    /// `--pid host|container:X`.
+    pub pid: Option<String>,
+    /// `--ipc private|shareable|host|container:X`.
+    pub ipc: Option<String>,
+    /// `--uts host`.
+    pub uts: Option<String>,
+    /// `--stop-signal`: overrides the image's `StopSignal`.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout` in seconds (Docker's default 10).
+    pub stop_timeout: Option<u64>,
+    /// `--label KEY=VALUE`.
+    pub labels: Vec<String>,
+}
+
+/// How a container gets one kind of namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NsMode {
+    /// Its own, new namespace.
+    Private,
+    /// The host's: no namespace of that kind in the spec.
+    Host,
+    /// Another container's (by id, name or prefix), joined by path.
+    Container(String),
+}
+
+/// The namespace modes of `opts`, as (OCI namespace type, flag, mode).
+pub fn namespace_modes(opts: &RunOptions) -> Result<Vec<(&'static str, NsMode)>, BundleError> {
+    let parse =
+        |flag: &'static str, v: Option<&str>, private: &[&str]| -> Result<NsMode, BundleError> {
+            match v {
+                None => Ok(NsMode::Private),
+                Some(v) if private.contains(&v) => Ok(NsMode::Private),
+                Some("host") => Ok(NsMode::Host),
+                Some(v) => match v.strip_prefix("container:") {
+                    Some(c) if !c.is_empty() => Ok(NsMode::Container(c.to_owned())),
+                    _ => Err(BundleError::NamespaceMode {
+                        flag,
+                        value: v.to_owned(),
+                    }),
+                },
+            }
+        };
+    let net = match opts.network.as_deref() {
+        Some(n) if n != "none" && n != "host" && !n.starts_with("container:") => {
+            return Err(BundleError::Network(n.to_owned()))
+        }
+        n => parse("--network", n, &["none"])?,
+    };
+    let uts = match opts.uts.as_deref() {
+        None | Some("host") => parse("--uts", opts.uts.as_deref(), &[])?,
+        Some(v) => {
+            return Err(BundleError::NamespaceMode {
+                flag: "--uts",
+                value: v.to_owned(),
+            })
+        }
+    };
+    Ok(vec![
+        ("network", net),
+        ("pid", parse("--pid", opts.pid.as_deref(), &[])?),
+        (
+            "ipc",
+            parse("--ipc", opts.ipc.as_deref(), &["private", "shareable"])?,
+        ),
+        ("uts", uts),
+    ])
 }
 
 /// Why a bundle could not be generated from the options.
@@ -136,8 +202,10 @@ pub enum BundleError {
     Capability(String),
     #[error("publishing ports (-p {0}) is not supported yet: Berth has no bridge networking; use --network host")]
     PortsNotSupported(String),
-    #[error("network mode {0:?} is not supported yet (supported: none, host)")]
+    #[error("network mode {0:?} is not supported yet (supported: none, host, container:NAME)")]
     Network(String),
+    #[error("invalid {flag} value {value:?}")]
+    NamespaceMode { flag: &'static str, value: String },
     #[error("--cgroup-parent {0:?} must be an absolute cgroup path")]
     CgroupParent(String),
     #[error("no command specified: the image has no Entrypoint or Cmd and none was given")]
@@ -354,6 +422,8 @@ pub struct SpecInputs<'a> {
     /// `/etc/hostname` and `/etc/hosts` files to bind into the container.
     pub etc_files: &'a [(std::path::PathBuf, &'static str)],
     pub cgroups_path: &'a str,
+    /// Namespaces joined by path (`--network container:X` ...): OCI type and path.
+    pub joined: &'a [(&'static str, std::path::PathBuf)],
 }
 
 /// Builds the container's `config.json` over the runtime's defaults.
@@ -364,11 +434,7 @@ pub fn build_spec(
     if let Some(p) = opts.publish.first() {
         return Err(BundleError::PortsNotSupported(p.clone()));
     }
-    let host_net = match opts.network.as_deref() {
-        None | Some("none") => false,
-        Some("host") => true,
-        Some(other) => return Err(BundleError::Network(other.to_owned())),
-    };
+    let modes = namespace_modes(opts)?;
     let caps = capabilities(&opts.cap_add, &opts.cap_drop, opts.privileged)?;
     let base = berth_runtime::ops::spec::default_spec(false);
     let mut s = serde_json::to_value(&base).map_err(BundleError::Spec)?;
@@ -473,10 +539,26 @@ pub fn build_spec(
             .map_err(BundleError::Seccomp)?;
         linux["seccomp"] = serde_json::to_value(seccomp).map_err(BundleError::Spec)?;
     }
-    if host_net {
-        if let Some(ns) = linux["namespaces"].as_array_mut() {
-            ns.retain(|n| n["type"] != "network");
+    if let Some(ns) = linux["namespaces"].as_array_mut() {
+        for (typ, mode) in &modes {
+            match mode {
+                NsMode::Private => {}
+                NsMode::Host => ns.retain(|n| n["type"] != *typ),
+                NsMode::Container(_) => {
+                    if let Some((_, path)) = inp.joined.iter().find(|(t, _)| t == typ) {
+                        for n in ns.iter_mut().filter(|n| n["type"] == *typ) {
+                            n["path"] = json!(path);
+                        }
+                    }
+                }
+            }
         }
+    }
+    if modes.contains(&("uts", NsMode::Host)) {
+        // Without a UTS namespace of its own the container cannot have a host name.
+        s.as_object_mut()
+            .expect("spec is an object")
+            .remove("hostname");
     }
     serde_json::from_value(s).map_err(BundleError::Spec)
 }
@@ -533,6 +615,7 @@ mod tests {
                 mounts: &user_mounts(opts)?,
                 etc_files: &[],
                 cgroups_path: "/berth/x",
+                joined: &[("network", "/proc/7/ns/net".into())],
             },
         )
     }
@@ -655,6 +738,30 @@ mod tests {
             ..Default::default()
         })
         .contains("named volumes"));
+    }
+
+    #[test]
+    fn namespace_modes_host_and_container() {
+        let o = RunOptions {
+            network: Some("container:db".into()),
+            pid: Some("host".into()),
+            uts: Some("host".into()),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(spec_for(&o).unwrap()).unwrap();
+        let ns = v["linux"]["namespaces"].as_array().unwrap();
+        assert!(!ns.iter().any(|n| n["type"] == "pid" || n["type"] == "uts"));
+        let net = ns.iter().find(|n| n["type"] == "network").unwrap();
+        assert_eq!(net["path"], "/proc/7/ns/net");
+        assert!(v["hostname"].is_null());
+        let bad = RunOptions {
+            ipc: Some("container:".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            namespace_modes(&bad),
+            Err(BundleError::NamespaceMode { .. })
+        ));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub enum CreateError {
     },
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    #[error("cannot join the {kind} namespace of container {target:?}: it is not running")]
+    JoinNotRunning { kind: &'static str, target: String },
     #[error("opening the image store")]
     Store(#[source] StoreError),
     #[error("preparing the root filesystem of container {id}")]
@@ -259,6 +261,23 @@ impl Engine {
             }
         }
 
+        // Namespaces of other containers are resolved now: a stopped target is an error before
+        // anything exists.
+        let mut joined = Vec::new();
+        for (kind, mode) in bundle::namespace_modes(opts)? {
+            if let bundle::NsMode::Container(target) = mode {
+                let t = self.reconcile(self.find(&target)?);
+                if t.state.status != Status::Running || t.state.pid <= 0 {
+                    return Err(CreateError::JoinNotRunning { kind, target });
+                }
+                let file = if kind == "network" { "net" } else { kind };
+                joined.push((
+                    kind,
+                    PathBuf::from(format!("/proc/{}/ns/{file}", t.state.pid)),
+                ));
+            }
+        }
+
         let id = record::new_id()?;
         let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_owned());
         let bundle_dir = self.records.dir(&id).join("bundle");
@@ -293,7 +312,14 @@ impl Engine {
             cap_add: opts.cap_add.clone(),
             cap_drop: opts.cap_drop.clone(),
             cgroup_path: format!("{}/{id}", parent.trim_end_matches('/')),
-            stop_signal: img.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
+            stop_signal: opts
+                .stop_signal
+                .clone()
+                .or(img.stop_signal.clone())
+                .unwrap_or_else(|| "SIGTERM".into()),
+            stop_timeout: opts.stop_timeout.unwrap_or(10),
+            labels: opts.labels.clone(),
+            network_mode: opts.network.clone().unwrap_or_else(|| "none".into()),
             mounts,
             bundle: bundle_dir,
             state: State::default(),
@@ -316,7 +342,7 @@ impl Engine {
             }
         }
         // The record exists: from here on every failure undoes everything.
-        match self.create_in(&store, &image, &img, opts, &mut rec, keep_mounted) {
+        match self.create_in(&store, &image, &img, opts, &mut rec, &joined, keep_mounted) {
             Ok(()) => Ok(rec),
             Err(e) => {
                 let problems = self.teardown(&rec);
@@ -339,6 +365,7 @@ impl Engine {
         img: &ImageConfig,
         opts: &RunOptions,
         rec: &mut ContainerRecord,
+        joined: &[(&'static str, PathBuf)],
         keep_mounted: bool,
     ) -> Result<(), CreateError> {
         let id = rec.id.clone();
@@ -390,6 +417,7 @@ impl Engine {
                 mounts: &rec.mounts,
                 etc_files: &[(hostname_file, "/etc/hostname"), (hosts_file, "/etc/hosts")],
                 cgroups_path: &rec.cgroup_path,
+                joined,
             },
         )?;
         let config = rec.bundle.join("config.json");
@@ -748,9 +776,11 @@ impl Engine {
     }
 
     /// `berth stop`: the stop signal, then SIGKILL to every process after `timeout`.
-    pub fn stop(&self, what: &str, timeout: Duration) -> Result<String, StopError> {
+    /// Without `timeout`, the container's `--stop-timeout` (Docker's default: 10 s).
+    pub fn stop(&self, what: &str, timeout: Option<Duration>) -> Result<String, StopError> {
         let rec = self.reconcile(self.find(what)?);
         let id = rec.id.clone();
+        let timeout = timeout.unwrap_or(Duration::from_secs(rec.stop_timeout));
         if rec.state.status != Status::Running {
             return Ok(id);
         }

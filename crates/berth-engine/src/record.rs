@@ -106,6 +106,15 @@ pub struct ContainerRecord {
     pub cap_drop: Vec<String>,
     pub cgroup_path: String,
     pub stop_signal: String,
+    /// Seconds `stop` waits before SIGKILL.
+    #[serde(default)]
+    pub stop_timeout: u64,
+    /// `KEY=VALUE` labels.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// `none`, `host` or `container:X`.
+    #[serde(default)]
+    pub network_mode: String,
     pub mounts: Vec<MountRecord>,
     /// The generated OCI bundle (`config.json`, `rootfs/`).
     pub bundle: PathBuf,
@@ -415,6 +424,9 @@ mod tests {
             cap_drop: vec![],
             cgroup_path: String::new(),
             stop_signal: "SIGTERM".into(),
+            stop_timeout: 10,
+            labels: vec![],
+            network_mode: "none".into(),
             mounts: vec![],
             bundle: PathBuf::new(),
             state: State::default(),
