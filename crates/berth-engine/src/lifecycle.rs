@@ -342,7 +342,13 @@ impl Engine {
             }
         }
         // The record exists: from here on every failure undoes everything.
-        match self.create_in(&store, &image, &img, opts, &mut rec, &joined, keep_mounted) {
+        match self.create_in(
+            (&store, &image, &img),
+            opts,
+            &mut rec,
+            &joined,
+            keep_mounted,
+        ) {
             Ok(()) => Ok(rec),
             Err(e) => {
                 let problems = self.teardown(&rec);
@@ -358,16 +364,17 @@ impl Engine {
         }
     }
 
+    /// The part of `create` after the record exists; `source` is the store, the image and
+    /// its config.
     fn create_in(
         &self,
-        store: &Store,
-        image: &berth_image::store::ImageRecord,
-        img: &ImageConfig,
+        source: (&Store, &berth_image::store::ImageRecord, &ImageConfig),
         opts: &RunOptions,
         rec: &mut ContainerRecord,
         joined: &[(&'static str, PathBuf)],
         keep_mounted: bool,
     ) -> Result<(), CreateError> {
+        let (store, image, img) = source;
         let id = rec.id.clone();
         let snap_err = |source| CreateError::Snapshot {
             id: id.clone(),
