@@ -12,6 +12,7 @@ use std::time::Duration;
 use berth_engine::exec::{chain, ExecOptions};
 use berth_engine::lifecycle::{human_duration, status_text, StartError};
 use berth_engine::logs::LogsOptions;
+use berth_engine::manage::Limits;
 use berth_engine::{ContainerRecord, Engine, MonitorCommand, RunOptions, Status};
 use berth_image::pull::{self, PullOptions};
 use berth_image::registry::RegistryOptions;
@@ -52,9 +53,56 @@ pub enum EngineCmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Restart one or more containers (stop, then start detached).
+    Restart(StopArgs),
+    /// Rename a container.
+    Rename { container: String, new_name: String },
+    /// Pause all processes within one or more containers.
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Unpause all processes within one or more containers.
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Update the resource limits of one or more containers, live.
+    Update(UpdateArgs),
+    /// Display the running processes of a container (host `ps` columns, `ps` options).
+    Top {
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(ContainerCmd),
     /// Supervise one container (started by `run -d`/`start`; not for direct use).
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor { id: String },
+}
+
+#[derive(clap::Subcommand)]
+pub enum ContainerCmd {
+    /// Remove all stopped containers.
+    Prune {
+        /// Do not ask (Berth never asks; accepted for Docker compatibility).
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct UpdateArgs {
+    #[arg(short, long)]
+    memory: Option<String>,
+    #[arg(long)]
+    cpus: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    #[arg(required = true)]
+    containers: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -334,6 +382,49 @@ fn run(
             }
             Ok(if failed { 1 } else { 0 })
         }
+        EngineCmd::Restart(a) => each(&a.containers, |c| {
+            e.restart(c, a.time.map(Duration::from_secs))?;
+            Ok(())
+        }),
+        EngineCmd::Rename {
+            container,
+            new_name,
+        } => {
+            e.rename(&container, &new_name)?;
+            Ok(0)
+        }
+        EngineCmd::Pause { containers } => each(&containers, |c| {
+            e.pause(c)?;
+            Ok(())
+        }),
+        EngineCmd::Unpause { containers } => each(&containers, |c| {
+            e.unpause(c)?;
+            Ok(())
+        }),
+        EngineCmd::Update(a) => {
+            let limits = Limits {
+                memory: a.memory.clone(),
+                cpus: a.cpus.clone(),
+                pids_limit: a.pids_limit,
+            };
+            each(&a.containers, |c| {
+                e.update(c, &limits)?;
+                Ok(())
+            })
+        }
+        EngineCmd::Top { container, ps_args } => cmd_top(&e, &container, &ps_args),
+        EngineCmd::Container(ContainerCmd::Prune { force: _ }) => {
+            let removed = e.prune()?;
+            if !removed.is_empty() {
+                println!("Deleted Containers:");
+                for id in &removed {
+                    println!("{id}");
+                }
+                println!();
+            }
+            println!("Total reclaimed space: 0B");
+            Ok(0)
+        }
         EngineCmd::ContainerMonitor { id } => Ok(berth_engine::monitor::run(&e, &id) as u8),
     }
 }
@@ -482,6 +573,47 @@ fn cmd_start(e: &Engine, a: StartArgs) -> Result<u8, Box<dyn std::error::Error>>
         e.start_detached(&id)?;
         Ok(())
     })
+}
+
+/// Docker runs `ps` on the host with the given options (default `-ef`) and keeps the lines of
+/// the container's pids.
+fn cmd_top(e: &Engine, what: &str, ps_args: &[String]) -> Result<u8, Box<dyn std::error::Error>> {
+    let pids = e.pids(what)?;
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|err| format!("running ps: {err}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    let pid_col = header
+        .split_whitespace()
+        .position(|c| c == "PID")
+        .ok_or("ps output has no PID column")?;
+    println!("{header}");
+    for l in lines {
+        let pid = l
+            .split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            println!("{l}");
+        }
+    }
+    Ok(0)
 }
 
 fn command_text(rec: &ContainerRecord) -> String {

@@ -670,3 +670,70 @@ fn joining_another_containers_namespaces_and_host_modes() {
     assert_eq!(out.status.code(), Some(125));
     fx.assert_no_leaks();
 }
+
+#[test]
+fn top_pause_update_rename_restart_prune() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&[
+        "-d", "--name", "s1", "-m", "64m", "busybox", "sleep", "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    let cg = |controller: &str, file: &str| {
+        std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/{controller}{}/{id}/{file}",
+            fx.cgroup_parent
+        ))
+        .unwrap()
+        .trim()
+        .to_owned()
+    };
+
+    let top = text(&fx.berth(&["top", "s1"]).stdout);
+    assert!(top.lines().next().unwrap().contains("PID"), "{top}");
+    assert!(top.lines().any(|l| l.ends_with("sleep 1000")), "{top}");
+
+    assert!(fx.berth(&["pause", "s1"]).status.success());
+    assert_eq!(cg("freezer", "freezer.state"), "FROZEN");
+    assert!(text(&fx.berth(&["ps"]).stdout).contains("(Paused)"));
+    assert!(fx.berth(&["unpause", "s1"]).status.success());
+    assert_eq!(cg("freezer", "freezer.state"), "THAWED");
+
+    assert_eq!(
+        cg("memory", "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    let up = fx.berth(&["update", "--memory", "128m", "--pids-limit", "50", "s1"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    assert_eq!(
+        cg("memory", "memory.limit_in_bytes"),
+        (128u64 << 20).to_string()
+    );
+    assert_eq!(cg("pids", "pids.max"), "50");
+    let bad = fx.berth(&["update", "--memory", "12zz", "s1"]);
+    assert_eq!(bad.status.code(), Some(1));
+
+    assert!(fx.berth(&["rename", "s1", "s2"]).status.success());
+    assert_eq!(fx.berth(&["inspect", "s1"]).status.code(), Some(1));
+    // A paused container restarts too; the new run keeps the updated limit.
+    assert!(fx.berth(&["pause", "s2"]).status.success());
+    let r = fx.berth(&["restart", "-t", "1", "s2"]);
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    let st = fx.berth(&["inspect", "-f", "{{.State.Status}} {{.Name}}", &id[..12]]);
+    assert_eq!(text(&st.stdout).trim(), "running /s2");
+    assert_eq!(
+        cg("memory", "memory.limit_in_bytes"),
+        (128u64 << 20).to_string()
+    );
+
+    let out = fx.run(&["busybox", "true"]);
+    assert!(out.status.success());
+    let pruned = text(&fx.berth(&["container", "prune", "-f"]).stdout);
+    assert!(pruned.starts_with("Deleted Containers:"), "{pruned}");
+    assert_eq!(text(&fx.berth(&["ps", "-aq"]).stdout).lines().count(), 1);
+    assert!(fx.berth(&["rm", "-f", "s2"]).status.success());
+    fx.assert_no_leaks();
+}

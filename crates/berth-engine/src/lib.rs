@@ -16,6 +16,7 @@ pub mod bundle;
 pub mod exec;
 pub mod lifecycle;
 pub mod logs;
+pub mod manage;
 pub mod monitor;
 pub mod names;
 pub mod record;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use berth_runtime::ops::Runtime;
 
 pub use bundle::RunOptions;
+pub use lifecycle::RemoveError;
 pub use record::{ContainerRecord, RecordError, Records, Status};
 
 /// The default storage root.

@@ -535,6 +535,7 @@ impl Engine {
                     error: String::new(),
                     started_at: now_secs(),
                     finished_at: 0,
+                    paused: false,
                 };
                 self.records.save(&r)?;
                 Ok(pid)
@@ -580,6 +581,7 @@ impl Engine {
                 }
             }
             rec.state.status = Status::Exited;
+            rec.state.paused = false;
             rec.state.pid = 0;
             rec.state.exit_code = code;
             rec.state.finished_at = now_secs();
@@ -791,6 +793,10 @@ impl Engine {
         if rec.state.status != Status::Running {
             return Ok(id);
         }
+        if rec.state.paused {
+            // A frozen process cannot act on a signal until thawed.
+            let _ = ops::resources::resume(&self.runtime, &id);
+        }
         let sig =
             ops::kill::parse_signal(&rec.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM);
         // It may exit on its own meanwhile; a failed signal is then no error.
@@ -803,6 +809,8 @@ impl Engine {
     }
 
     fn kill_and_wait(&self, id: &str) -> Result<(), StopError> {
+        // Thawing an unfrozen cgroup is harmless; a frozen one cannot die until thawed.
+        let _ = ops::resources::resume(&self.runtime, id);
         let _ = ops::kill::kill(&self.runtime, id, nix::sys::signal::Signal::SIGKILL, true);
         let secs = 10;
         if self.wait_stopped(id, Some(Duration::from_secs(secs)))? {
@@ -864,6 +872,9 @@ impl Engine {
 pub fn status_text(rec: &ContainerRecord, now: i64) -> String {
     match rec.state.status {
         Status::Created => "Created".into(),
+        Status::Running if rec.state.paused => {
+            format!("Up {} (Paused)", human_duration(now - rec.state.started_at))
+        }
         Status::Running => format!("Up {}", human_duration(now - rec.state.started_at)),
         Status::Exited => format!(
             "Exited ({}) {} ago",

@@ -48,6 +48,9 @@ pub struct State {
     /// Seconds since the epoch; 0 when it never happened.
     pub started_at: i64,
     pub finished_at: i64,
+    /// Frozen by `pause`.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl Default for State {
@@ -61,6 +64,7 @@ impl Default for State {
             error: String::new(),
             started_at: 0,
             finished_at: 0,
+            paused: false,
         }
     }
 }
@@ -344,6 +348,33 @@ impl Records {
         }
     }
 
+    /// Gives container `id` the name `new`, under the index lock and the record's lock.
+    pub fn rename(&self, id: &str, new: &str) -> Result<(), RecordError> {
+        if !valid_name(new) {
+            return Err(RecordError::InvalidName(new.to_owned()));
+        }
+        let _index = self.lock_index()?;
+        if let Some(owner) = self.name_owner(new) {
+            return Err(RecordError::NameInUse {
+                name: new.to_owned(),
+                id: owner,
+            });
+        }
+        let _lock = self.lock(id)?;
+        let mut rec = self.load(id)?;
+        write_atomic(&self.name_path(new), id.as_bytes())?;
+        let old = std::mem::replace(&mut rec.name, new.to_owned());
+        if let Err(e) = self.save(&rec) {
+            let _ = fs::remove_file(self.name_path(new));
+            return Err(e);
+        }
+        if self.name_owner(&old).as_deref() == Some(id) {
+            let p = self.name_path(&old);
+            fs::remove_file(&p).map_err(io_err("removing", &p))?;
+        }
+        Ok(())
+    }
+
     /// Removes the record, its directory and its name, under the index lock. Idempotent.
     pub fn remove(&self, id: &str, name: &str) -> Result<(), RecordError> {
         let _index = self.lock_index()?;
@@ -456,8 +487,15 @@ mod tests {
             Err(RecordError::Ambiguous(_))
         ));
         assert!(matches!(r.resolve("nope"), Err(RecordError::NotFound(_))));
-        r.remove(&a, "web").unwrap();
-        r.remove(&a, "web").unwrap();
+        r.rename(&a, "front").unwrap();
+        assert!(matches!(
+            r.rename(&b, "front"),
+            Err(RecordError::NameInUse { .. })
+        ));
+        assert_eq!(r.resolve("front").unwrap(), a);
+        assert!(r.name_owner("web").is_none());
+        r.remove(&a, "front").unwrap();
+        r.remove(&a, "front").unwrap();
         assert_eq!(r.resolve(&a[..12]).unwrap(), b);
         assert_eq!(r.list().unwrap().len(), 1);
         assert!(r.name_owner("web").is_none());
