@@ -188,6 +188,9 @@ pub struct RunArgs {
     /// Seconds `stop` waits before SIGKILL (default 10).
     #[arg(long)]
     stop_timeout: Option<u64>,
+    /// Restart policy: no, on-failure[:N], always, unless-stopped.
+    #[arg(long)]
+    restart: Option<String>,
     /// Set metadata: KEY=VALUE.
     #[arg(short, long = "label")]
     label: Vec<String>,
@@ -517,6 +520,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         labels: a.label.clone(),
+        restart: a.restart.clone(),
     })
 }
 
@@ -774,6 +778,7 @@ fn inspect_json(r: &ContainerRecord) -> Value {
         .collect();
     json!({
         "Id": r.id,
+        "RestartCount": r.restart_count,
         "Created": rfc3339(r.created),
         "Path": r.path,
         "Args": r.args,
@@ -806,6 +811,10 @@ fn inspect_json(r: &ContainerRecord) -> Value {
             "Memory": r.memory,
             "NanoCpus": r.nano_cpus,
             "PidsLimit": r.pids_limit,
+            "RestartPolicy": {
+                "Name": r.restart_policy.split(':').next().unwrap_or("no"),
+                "MaximumRetryCount": r.restart_policy.split_once(':').and_then(|(_, n)| n.parse::<u32>().ok()).unwrap_or(0),
+            },
         },
         "Mounts": r.mounts.iter().map(|m| json!({
             "Type": m.kind,

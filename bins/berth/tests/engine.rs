@@ -737,3 +737,99 @@ fn top_pause_update_rename_restart_prune() {
     assert!(fx.berth(&["rm", "-f", "s2"]).status.success());
     fx.assert_no_leaks();
 }
+
+#[test]
+fn restart_policies_are_applied_by_the_monitor() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Three runs in all (the first and two restarts), then it stays exited and the monitor
+    // is gone.
+    let rec_path = {
+        let id = text(&out.stdout).trim().to_owned();
+        fx.root().join(format!("containers/{id}/container.json"))
+    };
+    let monitor_gone = || {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&rec_path).unwrap()).unwrap();
+        let pid = v["state"]["monitor_pid"].as_i64().unwrap();
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .trim_start()
+                .starts_with('Z'),
+        }
+    };
+    let mut done = false;
+    for _ in 0..500 {
+        let st = fx.berth(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}}",
+            "flaky",
+        ]);
+        if text(&st.stdout).trim() == "2 exited" && monitor_gone() {
+            done = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(done, "the container was not restarted twice");
+
+    let st = fx.berth(&[
+        "inspect",
+        "-f",
+        "{{.RestartCount}} {{.State.ExitCode}}",
+        "flaky",
+    ]);
+    assert_eq!(text(&st.stdout).trim(), "2 3");
+    assert_eq!(
+        text(&fx.berth(&["logs", "flaky"]).stdout),
+        "run\nrun\nrun\n"
+    );
+
+    // `always`, but stopped by the user: not restarted.
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "svc",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(fx.berth(&["stop", "-t", "0", "svc"]).status.success());
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let st = fx.berth(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.RestartCount}}",
+        "svc",
+    ]);
+    assert_eq!(text(&st.stdout).trim(), "exited 0");
+
+    let bad = fx.run(&["--rm", "--restart", "always", "busybox", "true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    let bad = fx.run(&["--restart", "sometimes", "busybox", "true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(fx.berth(&["rm", "flaky", "svc"]).status.success());
+    fx.assert_no_leaks();
+}

@@ -129,6 +129,28 @@ pub struct RunOptions {
     pub stop_timeout: Option<u64>,
     /// `--label KEY=VALUE`.
     pub labels: Vec<String>,
+    /// `--restart no|on-failure[:N]|always|unless-stopped`.
+    pub restart: Option<String>,
+}
+
+/// Checks `--restart` (Docker's policies; `--rm` excludes restarting).
+pub fn restart_policy(opts: &RunOptions) -> Result<String, BundleError> {
+    let p = opts.restart.clone().unwrap_or_else(|| "no".into());
+    let valid = match p.split_once(':') {
+        Some(("on-failure", n)) => n.parse::<u32>().is_ok(),
+        None => matches!(
+            p.as_str(),
+            "no" | "on-failure" | "always" | "unless-stopped"
+        ),
+        _ => false,
+    };
+    if !valid {
+        return Err(BundleError::Restart(p));
+    }
+    if p != "no" && opts.auto_remove {
+        return Err(BundleError::RestartWithRm);
+    }
+    Ok(p)
 }
 
 /// How a container gets one kind of namespace.
@@ -204,6 +226,10 @@ pub enum BundleError {
     PortsNotSupported(String),
     #[error("network mode {0:?} is not supported yet (supported: none, host, container:NAME)")]
     Network(String),
+    #[error("invalid --restart policy {0:?} (no, on-failure[:N], always, unless-stopped)")]
+    Restart(String),
+    #[error("conflicting options: --restart and --rm")]
+    RestartWithRm,
     #[error("invalid {flag} value {value:?}")]
     NamespaceMode { flag: &'static str, value: String },
     #[error("--cgroup-parent {0:?} must be an absolute cgroup path")]

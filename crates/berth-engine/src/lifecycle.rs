@@ -247,6 +247,7 @@ impl Engine {
 
         // Everything that can be checked without a rootfs is checked before anything exists.
         let args = bundle::process_args(&img, opts)?;
+        let restart_policy = bundle::restart_policy(opts)?;
         let mounts = bundle::user_mounts(opts)?;
         let parent = opts
             .cgroup_parent
@@ -320,6 +321,8 @@ impl Engine {
             stop_timeout: opts.stop_timeout.unwrap_or(10),
             labels: opts.labels.clone(),
             network_mode: opts.network.clone().unwrap_or_else(|| "none".into()),
+            restart_policy,
+            restart_count: 0,
             mounts,
             bundle: bundle_dir,
             state: State::default(),
@@ -536,6 +539,7 @@ impl Engine {
                     started_at: now_secs(),
                     finished_at: 0,
                     paused: false,
+                    manually_stopped: false,
                 };
                 self.records.save(&r)?;
                 Ok(pid)
@@ -701,6 +705,26 @@ impl Engine {
         })
     }
 
+    /// Records that the user stopped container `id` (`stop`, `kill`, `rm`), so its monitor
+    /// does not restart it.
+    fn mark_stopped(&self, id: &str) -> Result<(), RecordError> {
+        let _lock = self.records.lock(id)?;
+        let mut r = self.records.load(id)?;
+        if !r.state.manually_stopped {
+            r.state.manually_stopped = true;
+            self.records.save(&r)?;
+        }
+        Ok(())
+    }
+
+    /// Counts one restart under the policy (called by the monitor before it relaunches).
+    pub fn note_restart(&self, id: &str) -> Result<(), RecordError> {
+        let _lock = self.records.lock(id)?;
+        let mut r = self.records.load(id)?;
+        r.restart_count += 1;
+        self.records.save(&r)
+    }
+
     /// Whether the supervisor recorded for a running container is still alive.
     fn supervisor_alive(rec: &ContainerRecord) -> bool {
         let pid = rec.state.monitor_pid;
@@ -775,6 +799,8 @@ impl Engine {
         if rec.state.status != Status::Running {
             return Err(StopError::NotRunning(what.to_owned()));
         }
+        // Docker: a killed container is not restarted by its policy.
+        self.mark_stopped(&rec.id)?;
         ops::kill::kill(&self.runtime, &rec.id, signal, false).map_err(|source| {
             StopError::Kill {
                 id: rec.id.clone(),
@@ -789,6 +815,8 @@ impl Engine {
     pub fn stop(&self, what: &str, timeout: Option<Duration>) -> Result<String, StopError> {
         let rec = self.reconcile(self.find(what)?);
         let id = rec.id.clone();
+        // Also during a restart back-off, so the monitor does not relaunch it.
+        self.mark_stopped(&id)?;
         let timeout = timeout.unwrap_or(Duration::from_secs(rec.stop_timeout));
         if rec.state.status != Status::Running {
             return Ok(id);
@@ -827,6 +855,9 @@ impl Engine {
     pub fn remove(&self, what: &str, force: bool) -> Result<String, RemoveError> {
         let rec = self.reconcile(self.find(what)?);
         let id = rec.id.clone();
+        if rec.state.status == Status::Running && force {
+            self.mark_stopped(&id)?;
+        }
         if rec.state.status == Status::Running {
             if !force {
                 return Err(RemoveError::Running(what.to_owned()));

@@ -90,7 +90,12 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
             return 125;
         }
     };
-    let log = match LineLogger::open(&engine.log_path(id)) {
+    // Our read ends never block: after the init exits they are drained, not read to end of
+    // file (we keep the write ends for a restart). The container's write ends stay blocking.
+    for fd in [&out_r, &err_r] {
+        let _ = fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    }
+    let mut log = match LineLogger::open(&engine.log_path(id)) {
         Ok(l) => l,
         Err(e) => {
             report(
@@ -100,67 +105,144 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
             return 125;
         }
     };
-    if let Err(e) = nix::unistd::dup2_stdout(&out_w).and(nix::unistd::dup2_stderr(&err_w)) {
-        report(rep, &format!("redirecting the container's stdio: {e}"));
-        return 125;
-    }
-    drop((out_w, err_w));
     if let Err(e) = ops::wait::become_subreaper() {
         report(rep, &format!("becoming the subreaper: {e}"));
         return 125;
     }
-    let pid = match engine.launch_for_monitor(id) {
-        Ok((_, pid)) => pid,
-        Err(e) => {
-            send(
-                rep,
-                &Report::Failed {
-                    message: chain(&e),
-                    command_exit_code: e.command_exit_code(),
-                },
-            );
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
+    let mut rep = Some(rep);
+    let mut failures: u32 = 0;
+    loop {
+        // The container gets the pipes as stdout and stderr; we keep them only on fds that
+        // are closed on exec.
+        if let Err(e) = nix::unistd::dup2_stdout(&out_w).and(nix::unistd::dup2_stderr(&err_w)) {
+            if let Some(rep) = rep.take() {
+                report(rep, &format!("redirecting the container's stdio: {e}"));
+            }
             return 125;
         }
-    };
-    // Blocked only after the spawn: the container's init inherits the mask (see
-    // `Engine::start_foreground`). An exit before this is reaped by the first pass in
-    // `supervise`, which runs before any wait for a signal.
-    let set = match ops::wait::block_signals() {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = engine.kill(id, "KILL");
-            report(rep, &format!("blocking the monitor's signals: {e}"));
-            return 125;
+        let launched = engine.launch_for_monitor(id);
+        if let Ok(null) = &null {
+            let _ = nix::unistd::dup2_stdout(null);
+            let _ = nix::unistd::dup2_stderr(null);
         }
-    };
-    // Our copies of the write ends must go, or the pipes never reach end of file.
-    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
-        let _ = nix::unistd::dup2_stdout(&null);
-        let _ = nix::unistd::dup2_stderr(&null);
+        let pid = match launched {
+            Ok((_, pid)) => pid,
+            Err(e) => {
+                if let Some(rep) = rep.take() {
+                    send(
+                        rep,
+                        &Report::Failed {
+                            message: chain(&e),
+                            command_exit_code: e.command_exit_code(),
+                        },
+                    );
+                }
+                return 125;
+            }
+        };
+        let started = std::time::Instant::now();
+        // Blocked only after the spawn: the container's init inherits the mask (see
+        // `Engine::start_foreground`). An exit before this is reaped by the first pass in
+        // `supervise`, which runs before any wait for a signal.
+        let set = match ops::wait::block_signals() {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = engine.kill(id, "KILL");
+                if let Some(rep) = rep.take() {
+                    report(rep, &format!("blocking the monitor's signals: {e}"));
+                }
+                return 125;
+            }
+        };
+        if let Some(rep) = rep.take() {
+            send(rep, &Report::Started);
+        }
+        let code = supervise(pid, [&out_r, &err_r], &mut log, &set);
+        // The next init must not inherit a blocked mask either.
+        ops::wait::unblock_signals(&set);
+        let _ = log.flush(0);
+        let _ = log.flush(1);
+        let restart = engine
+            .records
+            .load(id)
+            .map(|r| {
+                should_restart(
+                    &r.restart_policy,
+                    code,
+                    r.restart_count,
+                    r.state.manually_stopped,
+                )
+            })
+            .unwrap_or(false);
+        engine.finish(id, code, None);
+        if !restart {
+            return 0;
+        }
+        // Docker's back-off: 100 ms doubling while the container keeps failing fast, reset
+        // once it ran for 10 seconds.
+        if started.elapsed() >= std::time::Duration::from_secs(10) {
+            failures = 0;
+        }
+        let delay = std::time::Duration::from_millis(100 << failures.min(9));
+        failures += 1;
+        std::thread::sleep(delay);
+        // A stop or rm during the back-off cancels the restart.
+        match engine.records.load(id) {
+            Ok(r) if !r.state.manually_stopped && r.state.status == crate::Status::Exited => {
+                if engine.note_restart(id).is_err() {
+                    return 0;
+                }
+            }
+            _ => return 0,
+        }
     }
-    send(rep, &Report::Started);
-    let code = supervise(pid, out_r, err_r, log, &set);
-    engine.finish(id, code, None);
-    0
+}
+
+/// Docker's restart policies: `no`, `on-failure[:N]`, `always`, `unless-stopped`. A container
+/// stopped by the user (`stop`, `kill`, `rm`) is never restarted.
+pub fn should_restart(policy: &str, code: i32, count: u32, manually_stopped: bool) -> bool {
+    if manually_stopped {
+        return false;
+    }
+    match policy.split_once(':') {
+        Some(("on-failure", max)) => {
+            code != 0 && max.parse::<u32>().map_or(true, |m| m == 0 || count < m)
+        }
+        None if policy == "on-failure" => code != 0,
+        None => matches!(policy, "always" | "unless-stopped"),
+        _ => false,
+    }
 }
 
 /// Copies the container's output into the log until it is done; returns its exit code.
 fn supervise(
     pid: i32,
-    out_r: OwnedFd,
-    err_r: OwnedFd,
-    mut log: LineLogger,
+    streams: [&OwnedFd; 2],
+    log: &mut LineLogger,
     set: &nix::sys::signal::SigSet,
 ) -> i32 {
     let target = Pid::from_raw(pid);
     let Ok(sfd) = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC) else {
         return 255;
     };
-    let mut streams: [Option<OwnedFd>; 2] = [Some(out_r), Some(err_r)];
-    let mut exited: Option<i32> = None;
     let mut buf = vec![0u8; 64 * 1024];
+    // Reads what the pipe holds now; false at end of file or on an error.
+    let mut drain = |i: usize, log: &mut LineLogger| loop {
+        match nix::unistd::read(streams[i], &mut buf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                let _ = log.feed(i, &buf[..n]);
+            }
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => return true,
+            Err(_) => return false,
+        }
+    };
+    let mut open = [true, true];
     loop {
         // Reap whatever exited (we are the subreaper): the init, the runtime's helpers.
+        let mut exited = None;
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
@@ -173,20 +255,27 @@ fn supervise(
                 Err(_) => break,
             }
         }
-        if exited.is_some() && streams.iter().all(Option::is_none) {
-            break;
+        if let Some(code) = exited {
+            // The init is gone, and with it every process of its PID namespace: what they
+            // wrote is in the pipes.
+            for (i, o) in open.iter().enumerate() {
+                if *o {
+                    drain(i, log);
+                }
+            }
+            return code;
         }
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         let mut which = Vec::new();
-        for (i, s) in streams.iter().enumerate() {
-            if let Some(fd) = s {
+        for (i, fd) in streams.iter().enumerate() {
+            if open[i] {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
                 which.push(i);
             }
         }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(_) => break,
+            Err(_) => return 255,
         }
         let ready: Vec<bool> = fds
             .iter()
@@ -198,25 +287,27 @@ fn supervise(
             let _ = sfd.read_signal();
         }
         for (k, &i) in which.iter().enumerate() {
-            if !ready[k + 1] {
-                continue;
-            }
-            let Some(fd) = &streams[i] else { continue };
-            match nix::unistd::read(fd, &mut buf) {
-                Ok(0) => {
-                    let _ = log.flush(i);
-                    streams[i] = None;
-                }
-                Ok(n) => {
-                    let _ = log.feed(i, &buf[..n]);
-                }
-                Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
-                Err(_) => {
-                    let _ = log.flush(i);
-                    streams[i] = None;
-                }
+            if ready[k + 1] && !drain(i, log) {
+                open[i] = false;
             }
         }
     }
-    exited.unwrap_or(255)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_restart_policies() {
+        assert!(!should_restart("no", 1, 0, false));
+        assert!(!should_restart("", 1, 0, false));
+        assert!(should_restart("always", 0, 5, false));
+        assert!(!should_restart("always", 0, 5, true));
+        assert!(should_restart("unless-stopped", 0, 0, false));
+        assert!(should_restart("on-failure", 1, 100, false));
+        assert!(!should_restart("on-failure", 0, 0, false));
+        assert!(should_restart("on-failure:3", 1, 2, false));
+        assert!(!should_restart("on-failure:3", 1, 3, false));
+    }
 }

@@ -51,6 +51,9 @@ pub struct State {
     /// Frozen by `pause`.
     #[serde(default)]
     pub paused: bool,
+    /// Stopped by `stop`, `kill` or `rm`: the restart policy does not apply.
+    #[serde(default)]
+    pub manually_stopped: bool,
 }
 
 impl Default for State {
@@ -65,6 +68,7 @@ impl Default for State {
             started_at: 0,
             finished_at: 0,
             paused: false,
+            manually_stopped: false,
         }
     }
 }
@@ -119,6 +123,12 @@ pub struct ContainerRecord {
     /// `none`, `host` or `container:X`.
     #[serde(default)]
     pub network_mode: String,
+    /// `no`, `on-failure[:N]`, `always`, `unless-stopped`.
+    #[serde(default)]
+    pub restart_policy: String,
+    /// Restarts done by the monitor under the policy.
+    #[serde(default)]
+    pub restart_count: u32,
     pub mounts: Vec<MountRecord>,
     /// The generated OCI bundle (`config.json`, `rootfs/`).
     pub bundle: PathBuf,
@@ -458,6 +468,8 @@ mod tests {
             stop_timeout: 10,
             labels: vec![],
             network_mode: "none".into(),
+            restart_policy: "no".into(),
+            restart_count: 0,
             mounts: vec![],
             bundle: PathBuf::new(),
             state: State::default(),
