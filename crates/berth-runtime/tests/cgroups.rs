@@ -705,9 +705,21 @@ fn our_files_match_what_runc_writes_for_the_same_resources() {
 fn lowering_memory_below_usage_is_refused_with_the_file_named() {
     require_root!();
     let mut f = Fixture::new("below-usage", None).expect("create");
-    // A shell variable of 20 MB keeps that much anonymous memory in use (no swap here).
+    // 20 MB written to a tmpfs file stay charged to the writer's cgroup and cannot be
+    // reclaimed without swap (there is none here). (A 20 MB shell variable did not hold: busybox
+    // sh gave the memory back now and then, and the update below then succeeded.)
+    let shm =
+        std::path::PathBuf::from(format!("/dev/shm/berth-below-usage-{}", std::process::id()));
+    struct Rm(std::path::PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+    let _rm = Rm(shm.clone());
     let i = f.spawn(&format!(
-        "x=$({BUSYBOX} head -c 20000000 /dev/zero | {BUSYBOX} tr '\\0' a); echo held; exec {BUSYBOX} sleep 1000"
+        "{BUSYBOX} head -c 20000000 /dev/zero > {}; echo held; exec {BUSYBOX} sleep 1000",
+        shm.display()
     ));
     let stdout = f.children[i].stdout.take().unwrap();
     let mut line = String::new();
