@@ -182,8 +182,24 @@ fn create_in(
     let mut cg = Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)?;
     let created = cg.create(linux.resources().as_ref());
     made.cgroup = Some(cg.clone());
-    warnings.extend(created?);
-    st.cgroup = Some(cg.clone());
+    let cg = match created {
+        Ok(w) => {
+            warnings.extend(w);
+            Some(cg)
+        }
+        // Rootless, as runc does: an unprivileged user who may not create cgroups still runs
+        // containers that ask for no limits; the container then shares the caller's cgroup.
+        Err(CgroupError::Mkdir { source, .. })
+            if !nix::unistd::geteuid().is_root()
+                && source.kind() == std::io::ErrorKind::PermissionDenied
+                && resources_empty(linux.resources().as_ref()) =>
+        {
+            made.cgroup = None;
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    st.cgroup = cg.clone();
     dir.save(&st)?;
 
     let fifo_path = dir.path.join(EXEC_FIFO);
@@ -259,7 +275,7 @@ fn create_in(
             console_socket,
             exec_fifo: Some(fifo),
         },
-        Some(&cg),
+        cg.as_ref(),
         Callbacks {
             create_runtime_hooks: &mut run_hooks,
             seccomp_notify: &mut notify,
@@ -332,4 +348,18 @@ pub(crate) fn deliver_notify_fd(
         // The plan refuses SCMP_ACT_NOTIFY without a listenerPath; nothing to deliver to.
         None => Ok(()),
     }
+}
+
+/// Whether `resources` asks for no limit at all (the default device rules do not count: they
+/// only restate what an unprivileged user cannot do anyway).
+fn resources_empty(resources: Option<&oci_spec::runtime::LinuxResources>) -> bool {
+    let Some(r) = resources else { return true };
+    r.memory().is_none()
+        && r.cpu().is_none()
+        && r.pids().is_none()
+        && r.block_io().is_none()
+        && r.hugepage_limits().as_ref().is_none_or(|h| h.is_empty())
+        && r.network().is_none()
+        && r.rdma().is_none()
+        && r.unified().as_ref().is_none_or(|u| u.is_empty())
 }

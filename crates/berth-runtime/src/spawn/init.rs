@@ -66,9 +66,6 @@ fn run_intermediate(plan: &SpawnPlan, chan: &Channel, io: ChildIo) -> Step<()> {
         InitStep::CloseFds,
         sys::close_fds_from(3 + plan.preserve_fds, &keep),
     )?;
-    // 2. Hide /proc/PID/exe and refuse ptrace from inside the container while this process
-    //    still runs runtime code (CVE-2016-9962, CVE-2019-5736). execve resets it.
-    step(InitStep::CloseFds, sys::set_non_dumpable())?;
     // If the runtime dies mid-create, so do we.
     step(
         InitStep::CloseFds,
@@ -173,7 +170,14 @@ fn run_intermediate(plan: &SpawnPlan, chan: &Channel, io: ChildIo) -> Step<()> {
         .map(drop)?;
     }
 
-    // 7. Fork the process that will exec the container's program.
+    // 7. Hide /proc/PID/exe and refuse ptrace from inside the container while runtime code
+    //    still runs (CVE-2016-9962, CVE-2019-5736); the init inherits it, execve resets it.
+    //    Not earlier: this process lives in the runtime's PID namespace, where no container
+    //    process can see it, and an unprivileged parent must still open its /proc/PID/uid_map
+    //    (a non-dumpable process's /proc files belong to root).
+    step(InitStep::CloseFds, sys::set_non_dumpable())?;
+
+    // 8. Fork the process that will exec the container's program.
     match step(InitStep::Fork, sys::fork())? {
         sys::Forked::Child => {
             let code = match run_process(plan, chan, io) {

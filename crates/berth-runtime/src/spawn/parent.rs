@@ -138,7 +138,17 @@ pub fn spawn(
                         None => Ok(()),
                     }
                 };
+                // Without CAP_SETGID over the parent namespace (rootless), the kernel only
+                // accepts a gid_map once setgroups is denied (user_namespaces(7)).
+                let deny_setgroups = || -> Result<(), ProcfsError> {
+                    if nix::unistd::geteuid().is_root() {
+                        Ok(())
+                    } else {
+                        proc.write(&format!("{pid}/setgroups"), "deny")
+                    }
+                };
                 write("uid_map", &plan.uid_map)
+                    .and_then(|_| deny_setgroups())
                     .and_then(|_| write("gid_map", &plan.gid_map))
                     .map_err(|source| SpawnError::IdMaps { pid, source })?;
                 chan.send(&Msg::IdMapsWritten)?;
