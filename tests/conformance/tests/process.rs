@@ -196,3 +196,79 @@ fn terminal_console_size() {
     let text = read_pty(master);
     assert_eq!(text.trim(), "30 100", "consoleSize not applied");
 }
+
+/// `exec --tty --console-socket`: the exec'd process gets its own pty, sent over the socket.
+#[test]
+fn exec_tty_with_console_socket() {
+    require_root!();
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let id = rt.start_sleeper(&mut b);
+    let sock_path = rt.scratch().join("exec-console.sock");
+    let mut sock = ConsoleSocket::bind(&sock_path);
+    let sp = sock_path.to_string_lossy().into_owned();
+    let out = rt.exec(
+        &id,
+        &["--tty", "--console-socket", &sp, "--detach"],
+        &["/probe"],
+    );
+    out.assert_ok();
+    let v = first_json(&read_pty(sock.master()));
+    for fd in ["0", "1", "2"] {
+        let t = v["fds"][fd].as_str().unwrap_or_default();
+        assert!(t.starts_with("/dev/pts/"), "exec fd {fd} is {t}, not a pty");
+    }
+    rt.delete(&id, true).assert_ok();
+}
+
+/// `--preserve-fds N`: descriptors 3..3+N of the caller reach the container process; without
+/// it, nothing above stdio does.
+#[test]
+fn preserve_fds_passes_extra_descriptors() {
+    require_root!();
+    let rt = Runtime::new();
+    for preserve in [1, 0] {
+        let mut b = Bundle::new();
+        let host = b.host_dir("host").join("passed-in");
+        std::fs::write(&host, "x").unwrap();
+        b.spec.args(&["/probe"]);
+        b.write_config();
+        let id = unique_id("fds");
+        rt.track(&id, b.cgroup_path());
+        let script = format!(
+            "exec 3<{}; exec {} --root {} run --preserve-fds {preserve} --bundle {} {id}",
+            host.display(),
+            rt.bin().display(),
+            rt.root().display(),
+            b.path().display()
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{script}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = first_json(&stdout);
+        let fd3 = v["fds"]["3"].as_str().unwrap_or_default();
+        let host_s = host.to_string_lossy();
+        if preserve == 1 {
+            assert!(
+                fd3.ends_with("passed-in"),
+                "fd 3 was not passed: {}",
+                v["fds"]
+            );
+        } else {
+            assert!(
+                !fd3.contains(host_s.as_ref()),
+                "fd 3 leaked without --preserve-fds: {}",
+                v["fds"]
+            );
+        }
+    }
+}
