@@ -188,6 +188,12 @@ pub struct RunArgs {
     /// Seconds `stop` waits before SIGKILL (default 10).
     #[arg(long)]
     stop_timeout: Option<u64>,
+    /// Logging driver: json-file (default) or none.
+    #[arg(long)]
+    log_driver: Option<String>,
+    /// json-file options: max-size=SIZE (default 10m), max-file=N (default 3).
+    #[arg(long)]
+    log_opt: Vec<String>,
     /// Restart policy: no, on-failure[:N], always, unless-stopped.
     #[arg(long)]
     restart: Option<String>,
@@ -235,6 +241,15 @@ pub struct LogsArgs {
     /// Number of lines to show from the end ("all" for everything).
     #[arg(short = 'n', long, default_value = "all")]
     tail: String,
+    /// Show timestamps.
+    #[arg(short, long)]
+    timestamps: bool,
+    /// Only logs since a time (RFC 3339, Unix seconds, or relative: 10m, 2h).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only logs before a time (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
     container: String,
 }
 
@@ -521,6 +536,8 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         stop_timeout: a.stop_timeout,
         labels: a.label.clone(),
         restart: a.restart.clone(),
+        log_driver: a.log_driver.clone(),
+        log_opts: a.log_opt.clone(),
     })
 }
 
@@ -723,26 +740,40 @@ fn cmd_logs(e: &Engine, a: LogsArgs) -> Res {
                 .map_err(|_| format!("invalid --tail value {n:?}"))?,
         ),
     };
+    let now = berth_engine::now_secs();
+    let time = |flag: &str, v: &Option<String>| -> Result<Option<String>, String> {
+        v.as_ref()
+            .map(|s| {
+                berth_engine::logs::parse_time(s, now)
+                    .ok_or_else(|| format!("invalid {flag} value {s:?}"))
+            })
+            .transpose()
+    };
+    let opts = LogsOptions {
+        follow: a.follow,
+        tail,
+        since: time("--since", &a.since)?,
+        until: time("--until", &a.until)?,
+    };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    e.logs(
-        &a.container,
-        LogsOptions {
-            follow: a.follow,
-            tail,
-        },
-        &mut |entry| {
-            if entry.stream == "stderr" {
-                let mut w = stderr.lock();
-                w.write_all(entry.log.as_bytes())?;
-                w.flush()
-            } else {
-                let mut w = stdout.lock();
-                w.write_all(entry.log.as_bytes())?;
-                w.flush()
-            }
-        },
-    )?;
+    e.logs(&a.container, opts, &mut |entry| {
+        let mut line = Vec::with_capacity(entry.log.len() + 32);
+        if a.timestamps {
+            line.extend_from_slice(entry.time.as_bytes());
+            line.push(b' ');
+        }
+        line.extend_from_slice(entry.log.as_bytes());
+        if entry.stream == "stderr" {
+            let mut w = stderr.lock();
+            w.write_all(&line)?;
+            w.flush()
+        } else {
+            let mut w = stdout.lock();
+            w.write_all(&line)?;
+            w.flush()
+        }
+    })?;
     Ok(())
 }
 
@@ -811,6 +842,14 @@ fn inspect_json(r: &ContainerRecord) -> Value {
             "Memory": r.memory,
             "NanoCpus": r.nano_cpus,
             "PidsLimit": r.pids_limit,
+            "LogConfig": {
+                "Type": r.log_driver,
+                "Config": if r.log_driver == "json-file" {
+                    json!({"max-size": r.log_max_size.to_string(), "max-file": r.log_max_file.to_string()})
+                } else {
+                    json!({})
+                },
+            },
             "RestartPolicy": {
                 "Name": r.restart_policy.split(':').next().unwrap_or("no"),
                 "MaximumRetryCount": r.restart_policy.split_once(':').and_then(|(_, n)| n.parse::<u32>().ok()).unwrap_or(0),

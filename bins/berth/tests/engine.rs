@@ -833,3 +833,78 @@ fn restart_policies_are_applied_by_the_monitor() {
     assert!(fx.berth(&["rm", "flaky", "svc"]).status.success());
     fx.assert_no_leaks();
 }
+
+#[test]
+fn json_file_logs_rotate_and_filter_by_time() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&[
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=2",
+        "-d",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in $(seq 1 200); do echo line $i; done",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    assert_eq!(text(&fx.berth(&["wait", "chatty"]).stdout).trim(), "0");
+    let dir = fx.root().join(format!("containers/{id}"));
+    let log = dir.join(format!("{id}-json.log"));
+    let rotated = dir.join(format!("{id}-json.log.1"));
+    assert!(std::fs::metadata(&log).unwrap().len() <= 1024);
+    assert!(std::fs::metadata(&rotated).unwrap().len() <= 1024);
+    assert!(!dir.join(format!("{id}-json.log.2")).exists());
+    // What is kept is the newest lines, in order, across both files.
+    let logs = text(&fx.berth(&["logs", "chatty"]).stdout);
+    let nums: Vec<u32> = logs
+        .lines()
+        .map(|l| l.trim_start_matches("line ").parse().unwrap())
+        .collect();
+    assert_eq!(*nums.last().unwrap(), 200);
+    assert!(nums.len() > 10 && nums.len() < 200, "{}", nums.len());
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1));
+
+    let ts = text(&fx.berth(&["logs", "-t", "--tail", "1", "chatty"]).stdout);
+    assert!(ts.starts_with("20") && ts.contains("Z line 200"), "{ts}");
+    assert_eq!(
+        text(
+            &fx.berth(&["logs", "--since", "1h", "--tail", "1", "chatty"])
+                .stdout
+        ),
+        "line 200\n"
+    );
+    assert_eq!(
+        text(&fx.berth(&["logs", "--until", "1h", "chatty"]).stdout),
+        ""
+    );
+
+    let out = fx.run(&[
+        "--log-driver",
+        "none",
+        "--name",
+        "quiet",
+        "busybox",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(text(&out.stdout), "hi\n");
+    let logs = fx.berth(&["logs", "quiet"]);
+    assert!(!logs.status.success());
+    assert!(
+        text(&logs.stderr).contains("log-driver none"),
+        "{}",
+        text(&logs.stderr)
+    );
+    let bad = fx.run(&["--log-opt", "max-size=12zz", "busybox", "true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(fx.berth(&["rm", "chatty", "quiet"]).status.success());
+    fx.assert_no_leaks();
+}

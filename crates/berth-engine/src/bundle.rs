@@ -131,6 +131,33 @@ pub struct RunOptions {
     pub labels: Vec<String>,
     /// `--restart no|on-failure[:N]|always|unless-stopped`.
     pub restart: Option<String>,
+    /// `--log-driver json-file|none`.
+    pub log_driver: Option<String>,
+    /// `--log-opt max-size=10m`, `--log-opt max-file=3`.
+    pub log_opts: Vec<String>,
+}
+
+/// The log driver and json-file rotation from `--log-driver` and `--log-opt`.
+pub fn log_config(opts: &RunOptions) -> Result<(String, crate::logs::Rotation), BundleError> {
+    let driver = opts
+        .log_driver
+        .clone()
+        .unwrap_or_else(|| "json-file".into());
+    if driver != "json-file" && driver != "none" {
+        return Err(BundleError::LogDriver(driver));
+    }
+    let mut rot = crate::logs::Rotation::default();
+    for o in &opts.log_opts {
+        let bad = || BundleError::LogOpt(o.clone());
+        match o.split_once('=') {
+            Some(("max-size", v)) => rot.max_size = parse_bytes(v).ok_or_else(bad)? as u64,
+            Some(("max-file", v)) => {
+                rot.max_file = v.parse().ok().filter(|n: &u32| *n >= 1).ok_or_else(bad)?
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok((driver, rot))
 }
 
 /// Checks `--restart` (Docker's policies; `--rm` excludes restarting).
@@ -228,6 +255,10 @@ pub enum BundleError {
     Network(String),
     #[error("invalid --restart policy {0:?} (no, on-failure[:N], always, unless-stopped)")]
     Restart(String),
+    #[error("log driver {0:?} is not supported (json-file, none)")]
+    LogDriver(String),
+    #[error("invalid --log-opt {0:?} (max-size=SIZE, max-file=N)")]
+    LogOpt(String),
     #[error("conflicting options: --restart and --rm")]
     RestartWithRm,
     #[error("invalid {flag} value {value:?}")]

@@ -248,6 +248,7 @@ impl Engine {
         // Everything that can be checked without a rootfs is checked before anything exists.
         let args = bundle::process_args(&img, opts)?;
         let restart_policy = bundle::restart_policy(opts)?;
+        let (log_driver, rotation) = bundle::log_config(opts)?;
         let mounts = bundle::user_mounts(opts)?;
         let parent = opts
             .cgroup_parent
@@ -323,6 +324,9 @@ impl Engine {
             network_mode: opts.network.clone().unwrap_or_else(|| "none".into()),
             restart_policy,
             restart_count: 0,
+            log_driver,
+            log_max_size: rotation.max_size,
+            log_max_file: rotation.max_file,
             mounts,
             bundle: bundle_dir,
             state: State::default(),

@@ -24,7 +24,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::exec::chain;
-use crate::logs::LineLogger;
+use crate::logs::{LineLogger, Rotation};
 use crate::Engine;
 
 /// What the monitor writes (one JSON line) on its report pipe.
@@ -95,13 +95,30 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
     for fd in [&out_r, &err_r] {
         let _ = fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
     }
-    let mut log = match LineLogger::open(&engine.log_path(id)) {
+    let (log_path, rotation) = match engine.records.load(id) {
+        Ok(r) if r.log_driver == "none" => (
+            std::path::PathBuf::from("/dev/null"),
+            Rotation {
+                max_size: 0,
+                max_file: 1,
+            },
+        ),
+        Ok(r) => (
+            engine.log_path(id),
+            Rotation {
+                max_size: r.log_max_size,
+                max_file: r.log_max_file,
+            },
+        ),
+        Err(e) => {
+            report(rep, &chain(&e));
+            return 125;
+        }
+    };
+    let mut log = match LineLogger::open(&log_path, rotation) {
         Ok(l) => l,
         Err(e) => {
-            report(
-                rep,
-                &format!("opening the log {}: {e}", engine.log_path(id).display()),
-            );
+            report(rep, &format!("opening the log {}: {e}", log_path.display()));
             return 125;
         }
     };

@@ -129,10 +129,30 @@ pub struct ContainerRecord {
     /// Restarts done by the monitor under the policy.
     #[serde(default)]
     pub restart_count: u32,
+    /// `json-file` or `none`.
+    #[serde(default = "default_log_driver")]
+    pub log_driver: String,
+    /// json-file rotation: bytes per file (0: never rotate) and files kept.
+    #[serde(default = "default_log_max_size")]
+    pub log_max_size: u64,
+    #[serde(default = "default_log_max_file")]
+    pub log_max_file: u32,
     pub mounts: Vec<MountRecord>,
     /// The generated OCI bundle (`config.json`, `rootfs/`).
     pub bundle: PathBuf,
     pub state: State,
+}
+
+fn default_log_driver() -> String {
+    "json-file".into()
+}
+
+fn default_log_max_size() -> u64 {
+    crate::logs::Rotation::default().max_size
+}
+
+fn default_log_max_file() -> u32 {
+    crate::logs::Rotation::default().max_file
 }
 
 impl ContainerRecord {
@@ -470,6 +490,9 @@ mod tests {
             network_mode: "none".into(),
             restart_policy: "no".into(),
             restart_count: 0,
+            log_driver: default_log_driver(),
+            log_max_size: default_log_max_size(),
+            log_max_file: default_log_max_file(),
             mounts: vec![],
             bundle: PathBuf::new(),
             state: State::default(),
