@@ -112,3 +112,109 @@ fn cgroupv2_limits_in_unified_hierarchy() {
     rt.delete(&id, true).assert_ok();
     assert!(!dir.exists());
 }
+
+/// `update`: new limits land in the running container's cgroup files.
+#[test]
+fn cgroups_update_changes_limits_live() {
+    require_root!();
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.spec.memory_limit(64 << 20).pids_limit(42);
+    let cg = b.cgroup_path().to_string();
+    let id = rt.start_sleeper(&mut b);
+    rt.cmd(&[
+        "update",
+        "--memory",
+        "134217728",
+        "--pids-limit",
+        "77",
+        "--cpu-quota",
+        "50000",
+        "--cpu-period",
+        "100000",
+        &id,
+    ])
+    .assert_ok();
+    assert_eq!(
+        read_file(&cg, &["memory.max", "memory.limit_in_bytes"]),
+        (128u64 << 20).to_string()
+    );
+    assert_eq!(read_file(&cg, &["pids.max"]), "77");
+    if is_cgroup_v2_only() {
+        assert_eq!(read_file(&cg, &["cpu.max"]), "50000 100000");
+    } else {
+        assert_eq!(read_file(&cg, &["cpu.cfs_quota_us"]), "50000");
+    }
+    // A value the runtime cannot parse is refused and changes nothing.
+    assert!(!rt.cmd(&["update", "--memory", "12zz", &id]).success());
+    assert_eq!(read_file(&cg, &["pids.max"]), "77");
+    rt.delete(&id, true).assert_ok();
+}
+
+/// `pause` freezes the container (state says paused, the freezer says frozen), `resume` thaws.
+#[test]
+fn cgroups_pause_and_resume() {
+    require_root!();
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let cg = b.cgroup_path().to_string();
+    let id = rt.start_sleeper(&mut b);
+    rt.cmd(&["pause", &id]).assert_ok();
+    assert_eq!(rt.state(&id)["status"], "paused");
+    if is_cgroup_v2_only() {
+        assert_eq!(read_file(&cg, &["cgroup.freeze"]), "1");
+    } else {
+        assert_eq!(read_file(&cg, &["freezer.state"]), "FROZEN");
+    }
+    let pid = rt.state(&id)["pid"].as_u64().unwrap();
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert!(
+        matches!(state, "D" | "S" | "t" | "T"),
+        "frozen init in state {state}"
+    );
+    rt.cmd(&["resume", &id]).assert_ok();
+    assert_eq!(rt.state(&id)["status"], "running");
+    if !is_cgroup_v2_only() {
+        assert_eq!(read_file(&cg, &["freezer.state"]), "THAWED");
+    }
+    rt.delete(&id, true).assert_ok();
+}
+
+/// `events --stats` prints one stats event with the container's limits and usage, and `ps
+/// --format json` lists its processes.
+#[test]
+fn cgroups_events_stats_and_ps() {
+    require_root!();
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.spec.memory_limit(64 << 20).pids_limit(42);
+    let id = rt.start_sleeper(&mut b);
+    let out = rt.cmd(&["events", "--stats", &id]);
+    out.assert_ok();
+    let v = berth_conformance::first_json(&out.stdout);
+    assert_eq!(v["type"], "stats", "{v}");
+    assert_eq!(v["id"], id.as_str(), "{v}");
+    assert_eq!(v["data"]["memory"]["usage"]["limit"], 64u64 << 20, "{v}");
+    assert!(
+        v["data"]["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0,
+        "{v}"
+    );
+    assert!(
+        v["data"]["pids"]["current"].as_u64().unwrap_or(0) >= 1,
+        "{v}"
+    );
+    assert_eq!(v["data"]["pids"]["limit"], 42, "{v}");
+    let pid = rt.state(&id)["pid"].as_u64().unwrap();
+    let ps = rt.cmd(&["ps", "--format", "json", &id]);
+    ps.assert_ok();
+    let pids: Vec<u64> = serde_json::from_str(ps.stdout.trim()).unwrap();
+    assert!(pids.contains(&pid), "{pids:?} lacks init {pid}");
+    rt.delete(&id, true).assert_ok();
+}
