@@ -908,3 +908,56 @@ fn json_file_logs_rotate_and_filter_by_time() {
     assert!(fx.berth(&["rm", "chatty", "quiet"]).status.success());
     fx.assert_no_leaks();
 }
+
+#[test]
+fn concurrent_detached_runs_and_forced_removals_lose_nothing() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|t| {
+                let fx = &fx;
+                s.spawn(move || {
+                    let mut kept = Vec::new();
+                    for i in 0..3 {
+                        let out = fx.run(&["-d", "busybox", "sleep", "1000"]);
+                        assert!(out.status.success(), "{}", text(&out.stderr));
+                        let id = text(&out.stdout).trim().to_owned();
+                        // Every other container is removed at once, the rest kept.
+                        if (t + i) % 2 == 0 {
+                            let rm = fx.berth(&["rm", "-f", &id]);
+                            assert!(rm.status.success(), "{}", text(&rm.stderr));
+                        } else {
+                            kept.push(id);
+                        }
+                    }
+                    kept
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let mut listed: Vec<String> = text(&fx.berth(&["ps", "-q", "--no-trunc"]).stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    let mut want = ids.clone();
+    listed.sort();
+    want.sort();
+    assert_eq!(listed, want, "ps must list exactly the kept containers");
+    let mut names: Vec<String> = text(&fx.berth(&["ps"]).stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().last().map(String::from))
+        .collect();
+    let n = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), n, "duplicate names");
+    let mut args = vec!["rm", "-f"];
+    args.extend(ids.iter().map(String::as_str));
+    assert!(fx.berth(&args).status.success());
+    fx.assert_no_leaks();
+}
