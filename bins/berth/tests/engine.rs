@@ -961,3 +961,34 @@ fn concurrent_detached_runs_and_forced_removals_lose_nothing() {
     assert!(fx.berth(&args).status.success());
     fx.assert_no_leaks();
 }
+
+#[test]
+fn sigkill_of_berth_at_any_step_leaves_a_state_rm_cleans() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    // Killed at increasing delays: before, during and after create and start.
+    for delay_ms in [0u64, 1, 2, 4, 7, 10, 15, 20, 30, 50, 80] {
+        let mut child = Command::new(BERTH)
+            .arg("--root")
+            .arg(fx.root())
+            .args(["run", "--rm", "--cgroup-parent", &fx.cgroup_parent])
+            .args(["busybox", "sleep", "1000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    // Whatever is left is listed (truthfully: running or not) and `rm -f` removes it all.
+    let ps = text(&fx.berth(&["ps", "-aq", "--no-trunc"]).stdout);
+    for id in ps.lines() {
+        let rm = fx.berth(&["rm", "-f", id]);
+        assert!(rm.status.success(), "{}", text(&rm.stderr));
+    }
+    fx.assert_no_leaks();
+}
