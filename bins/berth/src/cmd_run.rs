@@ -188,6 +188,33 @@ pub struct RunArgs {
     /// Seconds `stop` waits before SIGKILL (default 10).
     #[arg(long)]
     stop_timeout: Option<u64>,
+    /// Total memory + swap limit (-1: unlimited swap).
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Memory soft limit.
+    #[arg(long)]
+    memory_reservation: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(short = 'c', long)]
+    cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1).
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    /// Block IO weight (10 to 1000).
+    #[arg(long)]
+    blkio_weight: Option<u16>,
+    /// Ulimit: NAME=SOFT[:HARD] (e.g. nofile=1024:2048).
+    #[arg(long)]
+    ulimit: Vec<String>,
+    /// Security options: no-new-privileges, seccomp=unconfined, apparmor=PROFILE, label=...
+    #[arg(long)]
+    security_opt: Vec<String>,
+    /// Add a host-to-IP mapping (NAME:IP) to /etc/hosts.
+    #[arg(long)]
+    add_host: Vec<String>,
+    /// DNS server for /etc/resolv.conf.
+    #[arg(long)]
+    dns: Vec<String>,
     /// Logging driver: json-file (default) or none.
     #[arg(long)]
     log_driver: Option<String>,
@@ -538,6 +565,15 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         restart: a.restart.clone(),
         log_driver: a.log_driver.clone(),
         log_opts: a.log_opt.clone(),
+        memory_swap: a.memory_swap.clone(),
+        memory_reservation: a.memory_reservation.clone(),
+        cpu_shares: a.cpu_shares,
+        cpuset_cpus: a.cpuset_cpus.clone(),
+        blkio_weight: a.blkio_weight,
+        ulimits: a.ulimit.clone(),
+        security_opts: a.security_opt.clone(),
+        add_hosts: a.add_host.clone(),
+        dns: a.dns.clone(),
     })
 }
 

@@ -992,3 +992,73 @@ fn sigkill_of_berth_at_any_step_leaves_a_state_rm_cleans() {
     }
     fx.assert_no_leaks();
 }
+
+#[test]
+fn limits_ulimits_security_opts_and_etc_files_reach_the_container() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "lim",
+        "--cpu-shares",
+        "512",
+        "--memory-reservation",
+        "32m",
+        "--ulimit",
+        "nofile=100:200",
+        "--security-opt",
+        "no-new-privileges",
+        "--add-host",
+        "db:10.0.0.2",
+        "--dns",
+        "9.9.9.9",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    let cg = |controller: &str, file: &str| {
+        std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/{controller}{}/{id}/{file}",
+            fx.cgroup_parent
+        ))
+        .unwrap()
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(cg("cpu", "cpu.shares"), "512");
+    assert_eq!(
+        cg("memory", "memory.soft_limit_in_bytes"),
+        (32u64 << 20).to_string()
+    );
+    let ex = fx.berth(&[
+        "exec",
+        "lim",
+        "sh",
+        "-c",
+        "cat /proc/1/limits /proc/1/status /etc/hosts /etc/resolv.conf",
+    ]);
+    let so = text(&ex.stdout);
+    assert!(ex.status.success(), "{}", text(&ex.stderr));
+    let nofile = so
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        nofile.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["100", "200"]
+    );
+    assert!(so.contains("NoNewPrivs:\t1"), "{so}");
+    assert!(so.contains("10.0.0.2\tdb\n"), "{so}");
+    assert!(so.contains("nameserver 9.9.9.9\n"), "{so}");
+    let bad = fx.run(&["--ulimit", "nofile=2:1", "busybox", "true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    let bad = fx.run(&["--add-host", "nohost", "busybox", "true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(fx.berth(&["rm", "-f", "lim"]).status.success());
+    fx.assert_no_leaks();
+}

@@ -135,6 +135,130 @@ pub struct RunOptions {
     pub log_driver: Option<String>,
     /// `--log-opt max-size=10m`, `--log-opt max-file=3`.
     pub log_opts: Vec<String>,
+    /// `--memory-swap` (memory + swap; `-1`: unlimited).
+    pub memory_swap: Option<String>,
+    /// `--memory-reservation` (soft limit).
+    pub memory_reservation: Option<String>,
+    /// `--cpu-shares` (relative weight, 1024 by default).
+    pub cpu_shares: Option<u64>,
+    /// `--cpuset-cpus` (`0-1`, `0,2`).
+    pub cpuset_cpus: Option<String>,
+    /// `--blkio-weight` (10 to 1000).
+    pub blkio_weight: Option<u16>,
+    /// `--ulimit NAME=SOFT[:HARD]`.
+    pub ulimits: Vec<String>,
+    /// `--security-opt` (`no-new-privileges[=true|false]`, `seccomp=unconfined`,
+    /// `apparmor=PROFILE`, `label=...`).
+    pub security_opts: Vec<String>,
+    /// `--add-host NAME:IP`.
+    pub add_hosts: Vec<String>,
+    /// `--dns IP`.
+    pub dns: Vec<String>,
+}
+
+/// `/etc/hosts` for the container: Docker's defaults, the host name, then `--add-host NAME:IP`.
+pub fn hosts_file(hostname: &str, opts: &RunOptions) -> Result<String, BundleError> {
+    let mut s = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    );
+    for h in &opts.add_hosts {
+        let bad = || BundleError::AddHost(h.clone());
+        // NAME:IP, where an IPv6 address has colons of its own.
+        let (name, ip) = h.split_once(':').ok_or_else(bad)?;
+        let ip: std::net::IpAddr = ip.trim_matches(['[', ']']).parse().map_err(|_| bad())?;
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(bad());
+        }
+        s.push_str(&format!("{ip}\t{name}\n"));
+    }
+    Ok(s)
+}
+
+/// `/etc/resolv.conf` from `--dns`, or `None` to leave the image's.
+pub fn resolv_conf(opts: &RunOptions) -> Result<Option<String>, BundleError> {
+    if opts.dns.is_empty() {
+        return Ok(None);
+    }
+    let mut s = String::new();
+    for d in &opts.dns {
+        let ip: std::net::IpAddr = d.parse().map_err(|_| BundleError::Dns(d.clone()))?;
+        s.push_str(&format!("nameserver {ip}\n"));
+    }
+    Ok(Some(s))
+}
+
+/// `--ulimit nofile=1024:2048` as an OCI rlimit (`RLIMIT_NOFILE`, soft, hard).
+pub fn parse_ulimit(s: &str) -> Result<(String, u64, u64), BundleError> {
+    let bad = || BundleError::Ulimit(s.to_owned());
+    let (name, vals) = s.split_once('=').ok_or_else(bad)?;
+    const NAMES: &[&str] = &[
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
+    ];
+    if !NAMES.contains(&name) {
+        return Err(bad());
+    }
+    let num = |v: &str| -> Result<u64, BundleError> {
+        if v == "-1" || v == "unlimited" {
+            Ok(u64::MAX)
+        } else {
+            v.parse().map_err(|_| bad())
+        }
+    };
+    let (soft, hard) = match vals.split_once(':') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(vals)?, num(vals)?),
+    };
+    if soft > hard {
+        return Err(bad());
+    }
+    Ok((format!("RLIMIT_{}", name.to_ascii_uppercase()), soft, hard))
+}
+
+/// The effect of `--security-opt` values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityOpts {
+    pub no_new_privileges: bool,
+    pub seccomp_unconfined: bool,
+    pub apparmor: Option<String>,
+}
+
+/// Parses `--security-opt` values (also Docker's old `key:value` form).
+pub fn security_opts(opts: &RunOptions) -> Result<SecurityOpts, BundleError> {
+    let mut out = SecurityOpts::default();
+    for o in &opts.security_opts {
+        let bad = || BundleError::SecurityOpt(o.clone());
+        let (k, v) = o
+            .split_once('=')
+            .or_else(|| o.split_once(':'))
+            .unwrap_or((o.as_str(), ""));
+        match (k, v) {
+            ("no-new-privileges", "" | "true") => out.no_new_privileges = true,
+            ("no-new-privileges", "false") => out.no_new_privileges = false,
+            ("seccomp", "unconfined") => out.seccomp_unconfined = true,
+            ("seccomp", _) => return Err(BundleError::SeccompFile(o.clone())),
+            ("apparmor", "unconfined") => out.apparmor = None,
+            ("apparmor", p) if !p.is_empty() => out.apparmor = Some(p.to_owned()),
+            // SELinux labels: accepted, as Docker does on a host without SELinux.
+            ("label", _) => {}
+            _ => return Err(bad()),
+        }
+    }
+    Ok(out)
 }
 
 /// The log driver and json-file rotation from `--log-driver` and `--log-opt`.
@@ -255,6 +379,20 @@ pub enum BundleError {
     Network(String),
     #[error("invalid --restart policy {0:?} (no, on-failure[:N], always, unless-stopped)")]
     Restart(String),
+    #[error(
+        "invalid --ulimit {0:?}: expected NAME=SOFT[:HARD] with a known NAME and SOFT <= HARD"
+    )]
+    Ulimit(String),
+    #[error("invalid --add-host {0:?}: expected NAME:IP")]
+    AddHost(String),
+    #[error("invalid --dns {0:?}: expected an IP address")]
+    Dns(String),
+    #[error("invalid --security-opt {0:?}")]
+    SecurityOpt(String),
+    #[error("--security-opt {0:?}: custom seccomp profiles are not supported yet (only seccomp=unconfined)")]
+    SeccompFile(String),
+    #[error("invalid --{flag} value {value:?}")]
+    Resource { flag: &'static str, value: String },
     #[error("log driver {0:?} is not supported (json-file, none)")]
     LogDriver(String),
     #[error("invalid --log-opt {0:?} (max-size=SIZE, max-file=N)")]
@@ -512,6 +650,21 @@ pub fn build_spec(
     if !inp.user.additional_gids.is_empty() {
         process["user"]["additionalGids"] = json!(inp.user.additional_gids);
     }
+    if !opts.ulimits.is_empty() {
+        let mut rl = Vec::new();
+        for u in &opts.ulimits {
+            let (typ, soft, hard) = parse_ulimit(u)?;
+            rl.push(json!({"type": typ, "soft": soft, "hard": hard}));
+        }
+        process["rlimits"] = json!(rl);
+    }
+    let sec = security_opts(opts)?;
+    if sec.no_new_privileges {
+        process["noNewPrivileges"] = json!(true);
+    }
+    if let Some(p) = &sec.apparmor {
+        process["apparmorProfile"] = json!(p);
+    }
     s["process"] = process;
 
     let mounts = s["mounts"].as_array_mut().expect("default spec has mounts");
@@ -576,6 +729,50 @@ pub fn build_spec(
         }
         resources["pids"] = json!({"limit": p});
     }
+    if let Some(m) = &opts.memory_swap {
+        let v = if m == "-1" {
+            -1
+        } else {
+            parse_bytes(m).ok_or_else(|| BundleError::Resource {
+                flag: "memory-swap",
+                value: m.clone(),
+            })?
+        };
+        resources["memory"]["swap"] = json!(v);
+    }
+    if let Some(m) = &opts.memory_reservation {
+        let b = parse_bytes(m).ok_or_else(|| BundleError::Resource {
+            flag: "memory-reservation",
+            value: m.clone(),
+        })?;
+        resources["memory"]["reservation"] = json!(b);
+    }
+    if let Some(sh) = opts.cpu_shares {
+        resources["cpu"]["shares"] = json!(sh);
+    }
+    if let Some(c) = &opts.cpuset_cpus {
+        let ok = !c.is_empty()
+            && c.split(',').all(|r| {
+                let mut it = r.splitn(2, '-');
+                it.all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            });
+        if !ok {
+            return Err(BundleError::Resource {
+                flag: "cpuset-cpus",
+                value: c.clone(),
+            });
+        }
+        resources["cpu"]["cpus"] = json!(c);
+    }
+    if let Some(w) = opts.blkio_weight {
+        if !(10..=1000).contains(&w) {
+            return Err(BundleError::Resource {
+                flag: "blkio-weight",
+                value: w.to_string(),
+            });
+        }
+        resources["blockIO"] = json!({"weight": w});
+    }
     resources["devices"] = if opts.privileged {
         json!([{"allow": true, "access": "rwm"}])
     } else {
@@ -585,6 +782,13 @@ pub fn build_spec(
     if opts.privileged {
         linux["maskedPaths"] = json!([]);
         linux["readonlyPaths"] = json!([]);
+        linux
+            .as_object_mut()
+            .expect("linux is an object")
+            .remove("seccomp");
+    } else if sec.seccomp_unconfined {
+        linux["maskedPaths"] = json!(MASKED_PATHS);
+        linux["readonlyPaths"] = json!(READONLY_PATHS);
         linux
             .as_object_mut()
             .expect("linux is an object")
@@ -819,6 +1023,74 @@ mod tests {
             namespace_modes(&bad),
             Err(BundleError::NamespaceMode { .. })
         ));
+    }
+
+    #[test]
+    fn resources_ulimits_and_security_opts() {
+        let o = RunOptions {
+            memory: Some("64m".into()),
+            memory_swap: Some("-1".into()),
+            memory_reservation: Some("32m".into()),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0-1".into()),
+            blkio_weight: Some(300),
+            ulimits: vec!["nofile=100:200".into(), "core=0".into()],
+            security_opts: vec![
+                "no-new-privileges".into(),
+                "seccomp=unconfined".into(),
+                "label=disable".into(),
+            ],
+            ..Default::default()
+        };
+        let v = serde_json::to_value(spec_for(&o).unwrap()).unwrap();
+        let r = &v["linux"]["resources"];
+        assert_eq!(r["memory"]["limit"], 64 << 20);
+        assert_eq!(r["memory"]["swap"], -1);
+        assert_eq!(r["memory"]["reservation"], 32 << 20);
+        assert_eq!(r["cpu"]["shares"], 512);
+        assert_eq!(r["cpu"]["cpus"], "0-1");
+        assert_eq!(r["blockIO"]["weight"], 300);
+        let rl = v["process"]["rlimits"].as_array().unwrap();
+        assert!(rl.contains(&json!({"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200})));
+        assert!(rl.contains(&json!({"type": "RLIMIT_CORE", "soft": 0, "hard": 0})));
+        assert_eq!(v["process"]["noNewPrivileges"], true);
+        assert!(v["linux"]["seccomp"].is_null());
+        assert!(parse_ulimit("nofile=2:1").is_err());
+        assert!(parse_ulimit("bogus=1").is_err());
+        let e = |o: RunOptions| spec_for(&o).unwrap_err().to_string();
+        assert!(e(RunOptions {
+            security_opts: vec!["seccomp=/p.json".into()],
+            ..Default::default()
+        })
+        .contains("not supported yet"));
+        assert!(e(RunOptions {
+            blkio_weight: Some(5),
+            ..Default::default()
+        })
+        .contains("blkio-weight"));
+        assert!(e(RunOptions {
+            cpuset_cpus: Some("a".into()),
+            ..Default::default()
+        })
+        .contains("cpuset-cpus"));
+    }
+
+    #[test]
+    fn hosts_and_resolv_conf() {
+        let o = RunOptions {
+            add_hosts: vec!["db:10.0.0.2".into(), "v6:[::1]".into()],
+            dns: vec!["9.9.9.9".into()],
+            ..Default::default()
+        };
+        let h = hosts_file("abc", &o).unwrap();
+        assert!(h.contains("127.0.1.1\tabc\n10.0.0.2\tdb\n::1\tv6\n"), "{h}");
+        assert_eq!(resolv_conf(&o).unwrap().unwrap(), "nameserver 9.9.9.9\n");
+        let bad = RunOptions {
+            add_hosts: vec!["nohost".into()],
+            ..Default::default()
+        };
+        assert!(hosts_file("abc", &bad).is_err());
+        assert!(resolv_conf(&RunOptions::default()).unwrap().is_none());
     }
 
     #[test]

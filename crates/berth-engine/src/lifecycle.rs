@@ -249,6 +249,12 @@ impl Engine {
         let args = bundle::process_args(&img, opts)?;
         let restart_policy = bundle::restart_policy(opts)?;
         let (log_driver, rotation) = bundle::log_config(opts)?;
+        bundle::hosts_file("", opts)?;
+        bundle::resolv_conf(opts)?;
+        bundle::security_opts(opts)?;
+        for u in &opts.ulimits {
+            bundle::parse_ulimit(u)?;
+        }
         let mounts = bundle::user_mounts(opts)?;
         let parent = opts
             .cgroup_parent
@@ -409,14 +415,14 @@ impl Engine {
         let hosts_file = dir.join("hosts");
         std::fs::write(&hostname_file, format!("{}\n", rec.hostname))
             .map_err(write_err(&hostname_file))?;
-        std::fs::write(
-            &hosts_file,
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-                rec.hostname
-            ),
-        )
-        .map_err(write_err(&hosts_file))?;
+        std::fs::write(&hosts_file, bundle::hosts_file(&rec.hostname, opts)?)
+            .map_err(write_err(&hosts_file))?;
+        let mut etc_files = vec![(hostname_file, "/etc/hostname"), (hosts_file, "/etc/hosts")];
+        if let Some(resolv) = bundle::resolv_conf(opts)? {
+            let p = dir.join("resolv.conf");
+            std::fs::write(&p, resolv).map_err(write_err(&p))?;
+            etc_files.push((p, "/etc/resolv.conf"));
+        }
         let mut full_args = vec![rec.path.clone()];
         full_args.extend(rec.args.iter().cloned());
         let spec = bundle::build_spec(
@@ -429,7 +435,7 @@ impl Engine {
                 cwd: &cwd,
                 user: &user,
                 mounts: &rec.mounts,
-                etc_files: &[(hostname_file, "/etc/hostname"), (hosts_file, "/etc/hosts")],
+                etc_files: &etc_files,
                 cgroups_path: &rec.cgroup_path,
                 joined,
             },
