@@ -258,6 +258,45 @@ pub struct PsArgs {
     /// Do not truncate output.
     #[arg(long)]
     no_trunc: bool,
+    /// Filter: status=, name=, id=, label=KEY[=VALUE], ancestor= (repeatable; same keys OR,
+    /// different keys AND, as Docker).
+    #[arg(short, long)]
+    filter: Vec<String>,
+    /// `json`, `table TEMPLATE` or a template: {{.ID}} {{.Image}} {{.Command}} {{.CreatedAt}}
+    /// {{.RunningFor}} {{.Status}} {{.State}} {{.Names}} {{.Labels}} {{.Ports}}.
+    #[arg(long)]
+    format: Option<String>,
+    /// Show the latest created container.
+    #[arg(short = 'l', long)]
+    latest: bool,
+}
+
+/// Whether `r` passes Docker's `ps --filter` rules.
+fn ps_matches(r: &ContainerRecord, filters: &[(String, String)]) -> bool {
+    let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.iter().all(|key| {
+        filters
+            .iter()
+            .filter(|(k, _)| k == key)
+            .any(|(_, v)| match *key {
+                "status" => r.state.status.to_string() == *v || (v == "paused" && r.state.paused),
+                "name" => r.name.contains(v.as_str()),
+                "id" => r.id.starts_with(v.as_str()),
+                "ancestor" => {
+                    r.image == *v
+                        || r.image_id
+                            .trim_start_matches("sha256:")
+                            .starts_with(v.trim_start_matches("sha256:"))
+                }
+                "label" => r.labels.iter().any(|l| match v.split_once('=') {
+                    Some(_) => l == v,
+                    None => l.split('=').next() == Some(v.as_str()),
+                }),
+                _ => false,
+            })
+    })
 }
 
 #[derive(clap::Args)]
@@ -723,34 +762,93 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
 
 fn cmd_ps(e: &Engine, a: PsArgs) -> Res {
     let now = berth_engine::now_secs();
-    let all: Vec<ContainerRecord> = e
+    let mut filters = Vec::new();
+    for f in &a.filter {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| format!("bad format of filter (expected name=value): {f:?}"))?;
+        if !["status", "name", "id", "label", "ancestor"].contains(&k) {
+            return Err(format!("invalid filter {k:?}").into());
+        }
+        filters.push((k.to_owned(), v.to_owned()));
+    }
+    // A status filter, or -l, looks at every container, as Docker's.
+    let everything = a.all || a.latest || filters.iter().any(|(k, _)| k == "status");
+    let mut all: Vec<ContainerRecord> = e
         .list()?
         .into_iter()
-        .filter(|r| a.all || r.state.status == Status::Running)
+        .filter(|r| everything || r.state.status == Status::Running)
+        .filter(|r| ps_matches(r, &filters))
         .collect();
+    if a.latest {
+        all.truncate(1);
+    }
     if a.quiet {
         for r in &all {
             println!("{}", if a.no_trunc { &r.id } else { r.short_id() });
         }
         return Ok(());
     }
+    let row_json = |r: &ContainerRecord| {
+        let cmd = command_text(r);
+        json!({
+            "ID": if a.no_trunc { r.id.clone() } else { r.short_id().to_owned() },
+            "Image": r.image,
+            "Command": format!("\"{}\"", if a.no_trunc { cmd } else { truncate(&cmd, 20) }),
+            "CreatedAt": berth_engine::lifecycle::format_time(r.created),
+            "RunningFor": format!("{} ago", human_duration(now - r.created)),
+            "Status": status_text(r, now),
+            "State": r.state.status.to_string(),
+            "Names": r.name,
+            "Labels": r.labels.join(","),
+            "Ports": "",
+        })
+    };
+    match a.format.as_deref() {
+        Some("json") => {
+            for r in &all {
+                println!("{}", row_json(r));
+            }
+            return Ok(());
+        }
+        Some(f) if !f.starts_with("table") => {
+            for r in &all {
+                println!("{}", crate::format::render(f, &row_json(r)));
+            }
+            return Ok(());
+        }
+        Some(f) if f.trim() != "table" => {
+            // `table TEMPLATE`: a header line naming each field as Docker does.
+            let t = f.trim_start_matches("table").trim_start();
+            let names = json!({
+                "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+                "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Status": "STATUS",
+                "State": "STATE", "Names": "NAMES", "Labels": "LABELS", "Ports": "PORTS",
+            });
+            println!("{}", crate::format::render(t, &names));
+            for r in &all {
+                println!("{}", crate::format::render(t, &row_json(r)));
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     let rows: Vec<Vec<String>> = all
         .iter()
         .map(|r| {
-            let cmd = command_text(r);
-            vec![
-                if a.no_trunc {
-                    r.id.clone()
-                } else {
-                    r.short_id().to_owned()
-                },
-                r.image.clone(),
-                format!("\"{}\"", if a.no_trunc { cmd } else { truncate(&cmd, 20) }),
-                format!("{} ago", human_duration(now - r.created)),
-                status_text(r, now),
-                String::new(),
-                r.name.clone(),
+            let v = row_json(r);
+            [
+                "ID",
+                "Image",
+                "Command",
+                "RunningFor",
+                "Status",
+                "Ports",
+                "Names",
             ]
+            .iter()
+            .map(|k| v[k].as_str().unwrap_or("").to_owned())
+            .collect()
         })
         .collect();
     print_table(

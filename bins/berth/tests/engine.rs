@@ -1062,3 +1062,54 @@ fn limits_ulimits_security_opts_and_etc_files_reach_the_container() {
     assert!(fx.berth(&["rm", "-f", "lim"]).status.success());
     fx.assert_no_leaks();
 }
+
+#[test]
+fn ps_filters_and_formats() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    assert!(fx
+        .run(&["-d", "--name", "web1", "-l", "app=web", "busybox", "sleep", "1000"])
+        .status
+        .success());
+    assert!(fx
+        .run(&["--name", "job1", "-l", "app=batch", "busybox", "true"])
+        .status
+        .success());
+    let names = |args: &[&str]| {
+        let mut all = vec!["ps", "--format", "{{.Names}}"];
+        all.extend_from_slice(args);
+        let mut v: Vec<String> = text(&fx.berth(&all).stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&[]), ["web1"]);
+    assert_eq!(names(&["-a"]), ["job1", "web1"]);
+    assert_eq!(names(&["-f", "status=exited"]), ["job1"]);
+    assert_eq!(names(&["-a", "-f", "label=app=web"]), ["web1"]);
+    assert_eq!(names(&["-a", "-f", "label=app"]), ["job1", "web1"]);
+    assert_eq!(
+        names(&["-a", "-f", "name=job", "-f", "name=web"]),
+        ["job1", "web1"]
+    );
+    assert_eq!(
+        names(&["-a", "-f", "name=job", "-f", "status=running"]),
+        Vec::<String>::new()
+    );
+    let js = text(&fx.berth(&["ps", "--format", "json"]).stdout);
+    let v: serde_json::Value = serde_json::from_str(js.lines().next().unwrap()).unwrap();
+    assert_eq!(v["Names"], "web1");
+    assert_eq!(v["State"], "running");
+    let table = text(
+        &fx.berth(&["ps", "--format", "table {{.Names}}\t{{.State}}"])
+            .stdout,
+    );
+    assert_eq!(table, "NAMES\tSTATE\nweb1\trunning\n");
+    assert_eq!(fx.berth(&["ps", "-f", "bogus=1"]).status.code(), Some(125));
+    assert!(fx.berth(&["rm", "-f", "web1", "job1"]).status.success());
+    fx.assert_no_leaks();
+}
