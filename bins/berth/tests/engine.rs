@@ -1113,3 +1113,51 @@ fn ps_filters_and_formats() {
     assert!(fx.berth(&["rm", "-f", "web1", "job1"]).status.success());
     fx.assert_no_leaks();
 }
+
+#[test]
+fn foreground_run_forwards_signals_to_the_container() {
+    if !prerequisites() {
+        return;
+    }
+    use std::io::{BufRead, Read};
+    let fx = Fixture::new();
+    let mut child = Command::new(BERTH)
+        .arg("--root")
+        .arg(fx.root())
+        .args([
+            "run",
+            "--rm",
+            "--name",
+            "fg",
+            "--cgroup-parent",
+            &fx.cgroup_parent,
+        ])
+        .args([
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 9' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // "ready" comes after the trap is installed: only then is SIGTERM meaningful to the
+    // shell (PID 1 of its namespace ignores signals it has no handler for).
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "ready\n");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(9));
+    assert_eq!(rest, "got-term\n");
+    fx.assert_no_leaks();
+}
