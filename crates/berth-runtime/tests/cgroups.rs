@@ -751,3 +751,69 @@ fn lowering_memory_below_usage_is_refused_with_the_file_named() {
         assert!(source.contains("busy"), "{source}");
     }
 }
+
+/// The first real block device of the host (not loop, ram or zram), as (major, minor).
+fn a_block_device() -> Option<(i64, i64)> {
+    let mut names: Vec<String> = fs::read_dir("/sys/block")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("loop") && !n.starts_with("ram") && !n.starts_with("zram"))
+        .collect();
+    names.sort();
+    let dev = fs::read_to_string(format!("/sys/block/{}/dev", names.first()?)).ok()?;
+    let (maj, min) = dev.trim().split_once(':')?;
+    Some((maj.parse().ok()?, min.parse().ok()?))
+}
+
+/// Block I/O throttling reaches the kernel for a real device: `blkio.throttle.*` on v1,
+/// `io.max` on v2 (blkio weights need the BFQ scheduler, absent on these machines).
+#[test]
+fn block_io_throttles_land_in_the_kernel_files() {
+    require_root!();
+    let Some((major, minor)) = a_block_device() else {
+        eprintln!("skipping: no block device on this machine");
+        return;
+    };
+    let dev = |rate: u64| {
+        oci_spec::runtime::LinuxThrottleDeviceBuilder::default()
+            .major(major)
+            .minor(minor)
+            .rate(rate)
+            .build()
+            .unwrap()
+    };
+    let r = LinuxResourcesBuilder::default()
+        .block_io(
+            oci_spec::runtime::LinuxBlockIoBuilder::default()
+                .throttle_read_bps_device(vec![dev(1 << 20)])
+                .throttle_write_iops_device(vec![dev(300)])
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let f = match Fixture::new("blkio", Some(&r)) {
+        Ok(f) => f,
+        Err(e) if pure_v2() && e.to_string().contains("io controller") => {
+            eprintln!("skipping: {e}");
+            return;
+        }
+        Err(e) => panic!("create: {e}"),
+    };
+    let d = format!("{major}:{minor}");
+    if pure_v2() {
+        let max = f.read("io", "io.max");
+        assert!(max.contains(&format!("{d} rbps=1048576")), "io.max: {max}");
+        assert!(max.contains("wiops=300"), "io.max: {max}");
+    } else {
+        assert_eq!(
+            f.read("blkio", "blkio.throttle.read_bps_device"),
+            format!("{d} 1048576")
+        );
+        assert_eq!(
+            f.read("blkio", "blkio.throttle.write_iops_device"),
+            format!("{d} 300")
+        );
+    }
+}
