@@ -272,3 +272,36 @@ fn preserve_fds_passes_extra_descriptors() {
         }
     }
 }
+
+/// The container starts with nothing blocked and SIGPIPE at its default action, whatever the
+/// runtime itself blocks or ignores (Rust programs ignore SIGPIPE; a runtime forwarding
+/// signals blocks them): `yes | head` must end, and `kill` must reach a shell.
+#[test]
+fn process_starts_with_a_clean_signal_state() {
+    require_root!();
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.spec.args(&["/bin/cat", "/proc/self/status"]);
+    let id = unique_id("signals");
+    let out = rt.run(&id, &b, &[]);
+    out.assert_ok();
+    let status = out.stdout_now();
+    let field = |name: &str| -> u64 {
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {status}"));
+        u64::from_str_radix(line.trim(), 16).unwrap()
+    };
+    assert_eq!(
+        field("SigBlk:"),
+        0,
+        "blocked signals leaked into the container"
+    );
+    let sigpipe = 1u64 << (13 - 1); // SIGPIPE
+    assert_eq!(
+        field("SigIgn:") & sigpipe,
+        0,
+        "SIGPIPE ignored in the container"
+    );
+}

@@ -208,6 +208,7 @@ fn run_process(plan: &SpawnPlan, chan: &Channel, io: ChildIo) -> Step<std::conve
     // The intermediate exits on purpose: do not die with it.
     step(InitStep::Setsid, sys::set_parent_death_signal(0))?;
     step(InitStep::Sync, chan.expect("Go", |m| matches!(m, Msg::Go)))?.map(drop)?;
+    step(InitStep::Setsid, sys::reset_signals())?;
     if plan.role == Role::Init || plan.terminal {
         ctx(InitStep::Setsid, "setsid()".into(), nix::unistd::setsid())?;
     }

@@ -72,6 +72,27 @@ pub(crate) fn set_parent_death_signal(sig: i32) -> Result<(), Errno> {
     Errno::result(res).map(drop)
 }
 
+/// Gives the process a clean signal state for `execve`: every signal back to its default
+/// action and nothing blocked. The runtime's caller may block signals (`berth-runc run` blocks
+/// them to forward them), and Rust's runtime ignores SIGPIPE; both survive `fork` and `execve`,
+/// and a container must not inherit either (runc and crun start it with an empty mask).
+pub(crate) fn reset_signals() -> Result<(), Errno> {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL is a valid disposition for every catchable signal; the libc's own
+        // reserved real-time signals answer EINVAL, which is fine to skip.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let empty = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    )
+}
+
 /// `prctl(PR_SET_CHILD_SUBREAPER, 1)`: orphaned descendants (the container's init, once the
 /// intermediate process exits) are reparented to us so that `run` can wait for them.
 pub(crate) fn set_child_subreaper() -> Result<(), Errno> {
