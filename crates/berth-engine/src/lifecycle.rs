@@ -463,6 +463,11 @@ impl Engine {
             Ok(_) | Err(ops::delete::DeleteError::State(StateError::NotFound(_))) => {}
             Err(e) => problems.push(crate::exec::chain(&e)),
         }
+        // A `berth` killed inside the runtime's create may leave the container's cgroup with
+        // no runtime state that names it.
+        if let Err(e) = destroy_leaf_cgroup(&rec.cgroup_path, &rec.id) {
+            problems.push(crate::exec::chain(&e));
+        }
         match self.store() {
             Ok(store) => {
                 let snaps = Snapshotter::new(store);
@@ -635,16 +640,21 @@ impl Engine {
         } else {
             (None, None)
         };
-        let pid = self.launch(&rec, theirs)?;
-        // Blocked only now: the runtime's init inherits our signal mask and does not reset it,
-        // so blocking before the spawn would leave the container deaf to SIGTERM. A signal
-        // that arrives before this point is handled by default; an exit meanwhile is still
-        // reaped by the wait below.
+        // Blocked before the spawn, so a signal sent once the container runs is forwarded,
+        // never the death of `berth` with the container left behind. The runtime's init
+        // resets its own mask before execve; an exit meanwhile is reaped by the wait below.
         let set = match ops::wait::block_signals() {
             Ok(s) => s,
             Err(e) => {
-                let _ = ops::kill::kill(&self.runtime, id, nix::sys::signal::Signal::SIGKILL, true);
+                self.finish(id, 128, Some(e.to_string()));
                 return Err(StartError::Signals(e));
+            }
+        };
+        let pid = match self.launch(&rec, theirs) {
+            Ok(pid) => pid,
+            Err(e) => {
+                ops::wait::unblock_signals(&set);
+                return Err(e);
             }
         };
         let code = match ours {
@@ -946,6 +956,23 @@ pub fn human_duration(secs: i64) -> String {
         _ if s < 2 * 365 * 86400 => format!("{} months", s / (30 * 86400)),
         _ => format!("{} years", s / (365 * 86400)),
     }
+}
+
+/// Kills what is in the container's own cgroup (the leaf named after it, never its parent) and
+/// removes it in every hierarchy. Idempotent.
+fn destroy_leaf_cgroup(
+    cgroup_path: &str,
+    id: &str,
+) -> Result<(), berth_runtime::cgroups::CgroupError> {
+    if cgroup_path.is_empty() || !cgroup_path.trim_end_matches('/').ends_with(id) {
+        return Ok(());
+    }
+    let mut cg = berth_runtime::cgroups::Cgroup::resolve(Some(cgroup_path), id)?;
+    cg.created = cg.dirs.iter().filter(|d| d.exists()).cloned().collect();
+    if cg.created.is_empty() {
+        return Ok(());
+    }
+    cg.destroy()
 }
 
 #[cfg(test)]

@@ -292,15 +292,55 @@ impl Records {
                 id,
             });
         }
+        self.sweep_locked();
+        // The record appears whole or not at all: it is written into a hidden directory that is
+        // renamed into place, so a `berth` killed here leaves nothing `ps` cannot see.
         let dir = self.dir(&rec.id);
-        fs::create_dir(&dir).map_err(io_err("creating", &dir))?;
-        let name_path = self.name_path(&rec.name);
-        let res = write_atomic(&name_path, rec.id.as_bytes()).and_then(|()| self.save(rec));
+        let tmp = self.dir.join(format!(".{}.new", rec.id));
+        fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
+        let data = serde_json::to_vec_pretty(rec).expect("a record serialises");
+        let res = write_atomic(&tmp.join("container.json"), &data).and_then(|()| {
+            fs::rename(&tmp, &dir).map_err(io_err("creating", &dir))?;
+            self.write_name(&rec.name, &rec.id)
+        });
         if res.is_err() {
-            let _ = fs::remove_file(&name_path);
+            let _ = fs::remove_dir_all(&tmp);
             let _ = fs::remove_dir_all(&dir);
         }
         res
+    }
+
+    /// Points `name` at `id` atomically. The temporary file lives in the containers directory,
+    /// where a listing notices (and sweeps) one left by a killed `berth`.
+    fn write_name(&self, name: &str, id: &str) -> Result<(), RecordError> {
+        let tmp = self
+            .dir
+            .join(format!(".name-{name}.{}.tmp", std::process::id()));
+        let path = self.name_path(name);
+        let res = fs::write(&tmp, id.as_bytes())
+            .map_err(io_err("writing", &tmp))
+            .and_then(|()| fs::rename(&tmp, &path).map_err(io_err("renaming into place", &path)));
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    /// Removes what a killed `insert` or `remove` left half done (hidden `.ID.new` and
+    /// `.ID.gone` directories, `.name-*.tmp` files); the caller holds the index lock, so none is in progress.
+    fn sweep_locked(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(n) = name.to_str() else { continue };
+            if n.starts_with(".name-") && n.ends_with(".tmp") {
+                let _ = fs::remove_file(e.path());
+            } else if n.starts_with('.') && (n.ends_with(".new") || n.ends_with(".gone")) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
     }
 
     /// Writes `rec` atomically; the caller holds the record's lock (or just created it).
@@ -326,13 +366,19 @@ impl Records {
     /// Full ids of all containers, in no particular order.
     pub fn ids(&self) -> Result<Vec<String>, RecordError> {
         let mut ids = Vec::new();
+        let mut leftovers = false;
         for e in fs::read_dir(&self.dir).map_err(io_err("listing", &self.dir))? {
             let e = e.map_err(io_err("listing", &self.dir))?;
             if let Some(n) = e.file_name().to_str() {
                 if is_full_id(n) && e.path().join("container.json").exists() {
                     ids.push(n.to_owned());
                 }
+                leftovers |= n.starts_with('.');
             }
+        }
+        if leftovers {
+            let _index = self.lock_index()?;
+            self.sweep_locked();
         }
         Ok(ids)
     }
@@ -392,7 +438,7 @@ impl Records {
         }
         let _lock = self.lock(id)?;
         let mut rec = self.load(id)?;
-        write_atomic(&self.name_path(new), id.as_bytes())?;
+        self.write_name(new, id)?;
         let old = std::mem::replace(&mut rec.name, new.to_owned());
         if let Err(e) = self.save(&rec) {
             let _ = fs::remove_file(self.name_path(new));
@@ -416,12 +462,16 @@ impl Records {
                 Err(e) => return Err(io_err("removing", &p)(e)),
             }
         }
+        // Gone at once (a rename), then deleted: a `berth` killed meanwhile leaves a hidden
+        // directory the next listing sweeps, never a record without its `container.json`.
         let dir = self.dir(id);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("removing", &dir)(e)),
+        let gone = self.dir.join(format!(".{id}.gone"));
+        match fs::rename(&dir, &gone) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("removing", &dir)(e)),
         }
+        fs::remove_dir_all(&gone).map_err(io_err("removing", &gone))
     }
 }
 

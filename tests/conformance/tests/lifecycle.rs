@@ -580,3 +580,48 @@ fn features_is_valid_json() {
         );
     }
 }
+
+/// A runtime SIGKILLed at any point of `create` leaves a state that `delete --force` removes
+/// entirely, the cgroup included (the cgroup is recorded before it is made).
+#[test]
+fn delete_force_after_create_was_killed_removes_everything() {
+    require_root!();
+    let rt = Runtime::new();
+    for delay_us in [0u64, 500, 1000, 2000, 3000, 5000, 8000, 12000, 20000] {
+        let mut b = Bundle::new();
+        b.spec.args(&["/bin/sleep", "1000"]);
+        b.write_config();
+        let id = unique_id("killed");
+        rt.track(&id, b.cgroup_path());
+        let mut child = std::process::Command::new(rt.bin())
+            .arg("--root")
+            .arg(rt.root())
+            .args(["create", "--bundle"])
+            .arg(b.path())
+            .arg(&id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(delay_us));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // runc also lets `delete --force` of an unknown id succeed; either way nothing stays.
+        let _ = rt.delete(&id, true);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !berth_conformance::cgroup_dirs(b.cgroup_path()).is_empty()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            berth_conformance::cgroup_dirs(b.cgroup_path()).is_empty(),
+            "cgroup left after create was killed at {delay_us} us and delete --force"
+        );
+        assert!(
+            !rt.root().join(&id).exists(),
+            "state directory left for {id}"
+        );
+    }
+}

@@ -180,6 +180,13 @@ fn create_in(
     };
 
     let mut cg = Cgroup::resolve(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id)?;
+    // Recorded before any directory is made, so a runtime killed from here on leaves a state
+    // that `delete --force` uses to remove the cgroup (only the directories that are new).
+    st.cgroup = Some(Cgroup {
+        created: cg.dirs.iter().filter(|d| !d.exists()).cloned().collect(),
+        ..cg.clone()
+    });
+    dir.save(&st)?;
     let created = cg.create(linux.resources().as_ref());
     made.cgroup = Some(cg.clone());
     let cg = match created {
