@@ -366,9 +366,14 @@ pub struct ExecArgs {
 
 #[derive(clap::Args)]
 pub struct InspectArgs {
-    /// A Go-template-like format ({{.State.Status}}, {{json .Config}}).
+    /// A Go-template-like format ({{.State.Status}}, {{json .Config}}); with --isolation,
+    /// `json` or a template over the report's JSON.
     #[arg(short, long)]
     format: Option<String>,
+    /// Show the isolation report of running containers (namespaces, cgroup, seccomp,
+    /// capabilities, LSM label, id maps, rootfs layers, mounts).
+    #[arg(long)]
+    isolation: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -1017,6 +1022,9 @@ fn inspect_json(r: &ContainerRecord) -> Value {
 }
 
 fn cmd_inspect(e: &Engine, a: InspectArgs) -> Result<u8, Box<dyn std::error::Error>> {
+    if a.isolation {
+        return crate::cmd_isolation::inspect(e, &a.containers, a.format.as_deref());
+    }
     let mut out = Vec::new();
     let mut failed = false;
     for c in &a.containers {

@@ -440,6 +440,19 @@ pub fn parse_cpus(s: &str) -> Option<i64> {
     (n.is_finite() && n > 0.0 && n < 1e6).then(|| (n * 1e9).round() as i64)
 }
 
+/// The bounding set of this process (`CapBnd` of `/proc/self/status`); every capability when
+/// it cannot be read.
+pub fn caller_bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
+}
+
 /// Capability set after `--cap-add`/`--cap-drop` over Docker's defaults (`ALL` allowed on
 /// either side; drop wins over the defaults, add wins over drop as in moby `caps.TweakCapabilities`).
 pub fn capabilities(
@@ -461,7 +474,12 @@ pub fn capabilities(
             .map_err(|_| BundleError::Capability(c.to_owned()))?;
         Ok(full)
     };
+    // "All" is every capability Berth itself may hold, as podman does: a capability outside
+    // the caller's bounding set cannot be given to a child (capabilities(7)), and asking for
+    // it would fail the container's start with EPERM.
+    let bounding = caller_bounding_set();
     let all: Vec<String> = (0..=63u32)
+        .filter(|n| bounding & (1u64 << n) != 0)
         .filter_map(berth_runtime::security::caps::cap_name)
         .map(|n| {
             if n.starts_with("CAP_") {

@@ -1,0 +1,425 @@
+//! End-to-end tests of `berth inspect --isolation` and of the security and device options of
+//! `run`/`exec` (`--device`, `exec --privileged`, `--security-opt seccomp=FILE`, `--platform`,
+//! `--userns`). Every value of the report is checked against what the test reads itself from
+//! `/proc/PID/...` and the bundle. Root only; each test has its own fixture (root, image,
+//! cgroup parent) and checks that nothing is left.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::fixture::{prerequisites, text, Fixture};
+use serde_json::Value;
+
+/// The report of `name`, as JSON.
+fn report(fx: &Fixture, name: &str) -> Value {
+    let out = fx.berth(&["inspect", "--isolation", "--format", "json", name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0].clone()
+}
+
+fn pid_of(fx: &Fixture, name: &str) -> i32 {
+    let out = fx.berth(&["inspect", "-f", "{{.State.Pid}}", name]);
+    text(&out.stdout).trim().parse().unwrap()
+}
+
+fn id_of(fx: &Fixture, name: &str) -> String {
+    let out = fx.berth(&["inspect", "-f", "{{.Id}}", name]);
+    text(&out.stdout).trim().to_owned()
+}
+
+fn ns_inode(pid: &str, kind: &str) -> u64 {
+    let l = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
+    let l = l.to_str().unwrap();
+    l[l.find('[').unwrap() + 1..l.len() - 1].parse().unwrap()
+}
+
+fn status_field(pid: i32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn names(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn ns<'a>(r: &'a Value, kind: &str) -> &'a Value {
+    r["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} namespace in {r}"))
+}
+
+const DOCKER_DEFAULTS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+#[test]
+fn isolation_report_of_a_default_container_matches_proc() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "iso1",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "100",
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid = pid_of(&fx, "iso1");
+    let id = id_of(&fx, "iso1");
+    let r = report(&fx, "iso1");
+    assert_eq!(r["pid"], pid);
+    assert_eq!(r["name"], "iso1");
+
+    // Namespaces: the inodes of /proc/PID/ns, private ones apart from the host's.
+    for kind in ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"] {
+        let n = ns(&r, kind);
+        let inode = ns_inode(&pid.to_string(), kind);
+        assert_eq!(n["inode"], inode, "{kind}");
+        assert_eq!(
+            n["host"],
+            inode == ns_inode("self", kind),
+            "{kind} host flag"
+        );
+        assert_eq!(n["shared_with"], serde_json::json!([]), "{kind}");
+    }
+    for kind in ["ipc", "mnt", "net", "pid", "uts"] {
+        assert_eq!(ns(&r, kind)["host"], false, "{kind}");
+    }
+    assert_eq!(ns(&r, "user")["host"], true);
+
+    // Capabilities: the masks of /proc/PID/status, decoded to Docker's 14 defaults.
+    let caps = &r["capabilities"];
+    for (set, key) in [
+        ("effective", "CapEff"),
+        ("permitted", "CapPrm"),
+        ("bounding", "CapBnd"),
+        ("inheritable", "CapInh"),
+        ("ambient", "CapAmb"),
+    ] {
+        assert_eq!(caps[set]["hex"], status_field(pid, key), "{set}");
+    }
+    let want: BTreeSet<String> = DOCKER_DEFAULTS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(names(&caps["effective"]["names"]), want);
+    assert_eq!(names(&caps["bounding"]["names"]), want);
+    assert!(names(&caps["ambient"]["names"]).is_empty());
+    assert_eq!(r["no_new_privs"], false);
+    assert_eq!(status_field(pid, "NoNewPrivs"), "0");
+
+    // Seccomp: the kernel's mode and filter count, the rules counted in the bundle's config.
+    assert_eq!(status_field(pid, "Seccomp"), "2");
+    assert_eq!(r["seccomp"]["mode"], "filter");
+    assert_eq!(
+        r["seccomp"]["filters"].as_u64().unwrap().to_string(),
+        status_field(pid, "Seccomp_filters")
+    );
+    let config: Value = serde_json::from_slice(
+        &std::fs::read(
+            fx.root()
+                .join(format!("containers/{id}/bundle/config.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let sec = &config["linux"]["seccomp"];
+    let mut filtered = BTreeSet::new();
+    for rule in sec["syscalls"].as_array().unwrap() {
+        if rule["action"] != sec["defaultAction"] {
+            filtered.extend(names(&rule["names"]));
+        }
+    }
+    assert_eq!(r["seccomp"]["default_action"], sec["defaultAction"]);
+    assert_eq!(r["seccomp"]["filtered_syscalls"], filtered.len());
+    assert!(filtered.len() > 250);
+
+    // The cgroup the init is in, with the limits asked for and live usage.
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = cg
+        .lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+            c.split(',').any(|c| c == "pids").then(|| p.to_owned())
+        })
+        .or_else(|| {
+            cg.lines()
+                .find_map(|l| l.strip_prefix("0::").map(String::from))
+        })
+        .unwrap();
+    assert_eq!(r["cgroup"]["path"], path);
+    assert!(path.starts_with(&fx.cgroup_parent), "{path}");
+    assert_eq!(r["cgroup"]["memory"]["limit"], 64 << 20);
+    assert!(r["cgroup"]["memory"]["usage"].as_u64().unwrap() > 0);
+    assert_eq!(r["cgroup"]["pids"]["limit"], 100);
+    assert_eq!(r["cgroup"]["pids"]["current"], 1);
+    assert_eq!(r["cgroup"]["cpu"]["quota_us"], 50_000);
+    assert_eq!(r["cgroup"]["cpu"]["period_us"], 100_000);
+    assert_eq!(r["cgroup"]["cpu"]["cpus"], 0.5);
+
+    // No LSM on this host (the report says so rather than inventing a label), identity maps.
+    if std::fs::read_to_string(format!("/proc/{pid}/attr/current")).is_err() {
+        assert!(r["lsm_label"].is_null());
+    }
+    assert_eq!(
+        r["uid_map"],
+        serde_json::json!([{"container": 0, "host": 0, "size": 4294967295u64}])
+    );
+
+    // The overlay: the image's single layer as lower directory, the snapshot's upper one.
+    let rootfs = &r["rootfs"];
+    assert_eq!(rootfs["fstype"], "overlay");
+    assert_eq!(rootfs["read_only"], false);
+    let layers = rootfs["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    assert!(layers[0]["diff_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert!(std::path::Path::new(layers[0]["dir"].as_str().unwrap()).is_dir());
+    assert!(rootfs["upperdir"].as_str().unwrap().contains(&id));
+
+    // Every mount of the container's mount namespace, in mountinfo's order.
+    let mi = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let mounts = r["mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), mi.lines().count());
+    let dests: Vec<&str> = mounts
+        .iter()
+        .map(|m| m["destination"].as_str().unwrap())
+        .collect();
+    for d in ["/", "/proc", "/dev", "/sys", "/etc/hostname", "/proc/sys"] {
+        assert!(dests.contains(&d), "{d} missing: {dests:?}");
+    }
+
+    // The text form carries the same facts.
+    let out = fx.berth(&["inspect", "--isolation", "iso1"]);
+    assert!(out.status.success());
+    let t = text(&out.stdout);
+    assert!(
+        t.contains(&ns_inode(&pid.to_string(), "net").to_string()),
+        "{t}"
+    );
+    assert!(t.contains("Seccomp:    filter"), "{t}");
+    assert!(t.contains("limit 64.0MiB"), "{t}");
+    assert!(t.contains("KILL"), "{t}");
+    // A template over the JSON form.
+    let out = fx.berth(&[
+        "inspect",
+        "--isolation",
+        "-f",
+        "{{.seccomp.mode}} {{.cgroup.pids.limit}}",
+        "iso1",
+    ]);
+    assert_eq!(text(&out.stdout).trim(), "filter 100");
+
+    // Bad input: unknown and not running containers.
+    let out = fx.berth(&["inspect", "--isolation", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no such container"));
+    let out = fx.berth(&[
+        "create",
+        "--cgroup-parent",
+        &fx.cgroup_parent,
+        "--name",
+        "idle",
+        "busybox",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = fx.berth(&["inspect", "--isolation", "idle"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not running"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    assert!(fx.berth(&["rm", "-f", "iso1", "idle"]).status.success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn isolation_report_of_privileged_and_capless_containers() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "priv",
+        "--privileged",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "nocaps",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let pid = pid_of(&fx, "priv");
+    let r = report(&fx, "priv");
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Every capability of the kernel that the caller's bounding set holds (as podman does).
+    let kernel = if last >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (last + 1)) - 1
+    };
+    let all = kernel
+        & u64::from_str_radix(&status_field(std::process::id() as i32, "CapBnd"), 16).unwrap();
+    assert_eq!(status_field(pid, "CapEff"), format!("{all:016x}"));
+    assert_eq!(r["capabilities"]["effective"]["hex"], format!("{all:016x}"));
+    assert!(names(&r["capabilities"]["effective"]["names"]).contains("CAP_SYS_ADMIN"));
+    assert_eq!(status_field(pid, "Seccomp"), "0");
+    assert_eq!(r["seccomp"]["mode"], "disabled");
+    assert_eq!(r["seccomp"]["filters"], 0);
+    assert!(r["seccomp"]["default_action"].is_null());
+    // /sys is read-write for a privileged container, as Docker mounts it.
+    let sys = r["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/sys")
+        .unwrap();
+    assert!(sys["options"].as_str().unwrap().starts_with("rw"), "{sys}");
+
+    let pid = pid_of(&fx, "nocaps");
+    let r = report(&fx, "nocaps");
+    for (set, key) in [("effective", "CapEff"), ("bounding", "CapBnd")] {
+        assert_eq!(status_field(pid, key), "0000000000000000");
+        assert_eq!(r["capabilities"][set]["hex"], "0000000000000000");
+        assert!(names(&r["capabilities"][set]["names"]).is_empty());
+    }
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    assert_eq!(r["no_new_privs"], true);
+    // With no capabilities Docker's profile allows fewer syscalls than with the defaults.
+    assert_eq!(r["seccomp"]["mode"], "filter");
+    let out = fx.berth(&["inspect", "--isolation", "nocaps"]);
+    assert!(
+        text(&out.stdout).contains("effective     (none)"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    assert!(fx.berth(&["rm", "-f", "priv", "nocaps"]).status.success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn isolation_report_shows_namespaces_shared_between_containers() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&["-d", "--name", "db", "busybox", "sleep", "1000"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "container:db",
+        "--ipc",
+        "container:db",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = fx.run(&[
+        "-d", "--name", "hostpid", "--pid", "host", "busybox", "sleep", "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let (db_pid, web_pid) = (pid_of(&fx, "db"), pid_of(&fx, "web"));
+    let db = report(&fx, "db");
+    let web = report(&fx, "web");
+    for kind in ["net", "ipc"] {
+        let inode = ns_inode(&db_pid.to_string(), kind);
+        assert_eq!(inode, ns_inode(&web_pid.to_string(), kind));
+        assert_eq!(ns(&db, kind)["inode"], inode);
+        assert_eq!(ns(&web, kind)["inode"], inode);
+        assert_eq!(ns(&db, kind)["shared_with"], serde_json::json!(["web"]));
+        assert_eq!(ns(&web, kind)["shared_with"], serde_json::json!(["db"]));
+        assert_eq!(ns(&web, kind)["host"], false);
+    }
+    for kind in ["pid", "mnt", "uts"] {
+        assert_ne!(ns(&db, kind)["inode"], ns(&web, kind)["inode"]);
+        assert_eq!(ns(&web, kind)["shared_with"], serde_json::json!([]));
+    }
+    // user, cgroup and time are the host's for all three, hence shared by all of them.
+    let mut shared = names(&ns(&db, "user")["shared_with"]);
+    shared.insert("db".into());
+    assert_eq!(
+        shared,
+        ["db", "web", "hostpid"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+    let hp = report(&fx, "hostpid");
+    assert_eq!(ns(&hp, "pid")["host"], true);
+    assert_eq!(ns(&hp, "pid")["inode"], ns_inode("self", "pid"));
+    let out = fx.berth(&["inspect", "--isolation", "web"]);
+    let t = text(&out.stdout);
+    let net_line = t
+        .lines()
+        .find(|l| l.trim_start().starts_with("net "))
+        .unwrap();
+    assert!(net_line.ends_with("db"), "{net_line}");
+
+    assert!(fx
+        .berth(&["rm", "-f", "web", "db", "hostpid"])
+        .status
+        .success());
+    fx.assert_no_leaks();
+}
