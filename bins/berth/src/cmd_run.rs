@@ -215,6 +215,9 @@ pub struct RunArgs {
     /// DNS server for /etc/resolv.conf.
     #[arg(long)]
     dns: Vec<String>,
+    /// Add a host device: HOST[:CONTAINER[:PERMISSIONS]] (permissions: r, w, m; default rwm).
+    #[arg(long)]
+    device: Vec<String>,
     /// Logging driver: json-file (default) or none.
     #[arg(long)]
     log_driver: Option<String>,
@@ -618,6 +621,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         security_opts: a.security_opt.clone(),
         add_hosts: a.add_host.clone(),
         dns: a.dns.clone(),
+        devices: a.device.clone(),
     })
 }
 

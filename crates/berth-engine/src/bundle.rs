@@ -154,6 +154,8 @@ pub struct RunOptions {
     pub add_hosts: Vec<String>,
     /// `--dns IP`.
     pub dns: Vec<String>,
+    /// `--device HOST[:CONTAINER[:PERMS]]` (see [`crate::devices`]).
+    pub devices: Vec<String>,
 }
 
 /// `/etc/hosts` for the container: Docker's defaults, the host name, then `--add-host NAME:IP`.

@@ -40,6 +40,8 @@ pub enum CreateError {
     },
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Device(#[from] crate::devices::DeviceError),
     #[error("cannot join the {kind} namespace of container {target:?}: it is not running")]
     JoinNotRunning { kind: &'static str, target: String },
     #[error("opening the image store")]
@@ -256,6 +258,7 @@ impl Engine {
             bundle::parse_ulimit(u)?;
         }
         let mounts = bundle::user_mounts(opts)?;
+        crate::devices::resolve(opts)?;
         let parent = opts
             .cgroup_parent
             .clone()
@@ -440,6 +443,7 @@ impl Engine {
                 joined,
             },
         )?;
+        let spec = crate::devices::apply(spec, opts)?;
         let config = rec.bundle.join("config.json");
         record::write_atomic(
             &config,
