@@ -218,6 +218,12 @@ pub struct RunArgs {
     /// Add a host device: HOST[:CONTAINER[:PERMISSIONS]] (permissions: r, w, m; default rwm).
     #[arg(long)]
     device: Vec<String>,
+    /// User namespace: host (the default; remapping is not supported).
+    #[arg(long)]
+    userns: Option<String>,
+    /// os/arch[/variant] of the image: selects the manifest on pull, refuses another local one.
+    #[arg(long)]
+    platform: Option<String>,
     /// Logging driver: json-file (default) or none.
     #[arg(long)]
     log_driver: Option<String>,
@@ -362,6 +368,9 @@ pub struct ExecArgs {
     workdir: Option<String>,
     #[arg(short, long)]
     user: Option<String>,
+    /// Give the process every capability and no seccomp filter.
+    #[arg(long)]
+    privileged: bool,
     container: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     command: Vec<String>,
@@ -448,6 +457,7 @@ fn run(
                 tty: a.tty,
                 interactive: a.interactive,
                 detach: a.detach,
+                privileged: a.privileged,
             };
             match e.exec(&a.container, &opts) {
                 Ok(code) => Ok(code as u8),
@@ -556,10 +566,15 @@ fn pull_if_needed(root: &Path, a: &RunArgs, registry: &RegistryOptions) -> Res {
     if a.pull != "always" {
         eprintln!("Unable to find image '{reference}' locally");
     }
-    let opts = PullOptions {
+    let mut opts = PullOptions {
         registry: registry.clone(),
         ..PullOptions::default()
     };
+    if let Some(p) = &a.platform {
+        opts.platform = p
+            .parse()
+            .map_err(|e| format!("invalid --platform {p:?}: {e}"))?;
+    }
     let rec = pull::pull(&store, &reference, &opts, &pull::NoProgress)?;
     eprintln!("Digest: {}", rec.manifest_digest);
     eprintln!("Status: downloaded image for {reference}");
@@ -622,6 +637,8 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         add_hosts: a.add_host.clone(),
         dns: a.dns.clone(),
         devices: a.device.clone(),
+        userns: a.userns.clone(),
+        platform: a.platform.clone(),
     })
 }
 

@@ -558,3 +558,286 @@ fn privileged_containers_get_the_hosts_devices() {
     assert!(!names.contains(&"fuse".to_owned()) && !names.contains(&"vda".to_owned()));
     fx.assert_no_leaks();
 }
+
+#[test]
+fn exec_privileged_gets_every_capability_and_no_seccomp() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&["-d", "--name", "box", "busybox", "sleep", "1000"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let fields = |priv_: bool| {
+        let mut args = vec!["exec"];
+        if priv_ {
+            args.push("--privileged");
+        }
+        args.extend(["box", "cat", "/proc/self/status"]);
+        let out = fx.berth(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let t = text(&out.stdout);
+        let get = |k: &str| {
+            t.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}:")))
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        (get("CapEff"), get("CapBnd"), get("Seccomp"))
+    };
+    let init = pid_of(&fx, "box");
+    let (eff, bnd, sec) = fields(false);
+    assert_eq!(eff, status_field(init, "CapEff"));
+    assert_eq!(bnd, status_field(init, "CapBnd"));
+    assert_eq!(sec, "2");
+    // All of the caller's bounding set (the container's init keeps its own).
+    let ours = status_field(std::process::id() as i32, "CapBnd");
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let want = u64::from_str_radix(&ours, 16).unwrap() & ((1u64 << (last + 1)) - 1);
+    let (eff, bnd, sec) = fields(true);
+    assert_eq!(eff, format!("{want:016x}"));
+    assert_eq!(bnd, format!("{want:016x}"));
+    assert_eq!(sec, "0");
+    assert_eq!(status_field(init, "Seccomp"), "2");
+    assert_eq!(status_field(init, "CapEff"), "00000000a80425fb");
+    // A privileged exec can do what the container cannot, e.g. mount a tmpfs.
+    assert!(fx
+        .berth(&["exec", "box", "busybox", "mkdir", "-p", "/mnt"])
+        .status
+        .success());
+    let out = fx.berth(&[
+        "exec", "box", "busybox", "mount", "-t", "tmpfs", "t", "/mnt",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("denied") || text(&out.stderr).contains("not permitted"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = fx.berth(&[
+        "exec",
+        "--privileged",
+        "box",
+        "sh",
+        "-c",
+        "busybox mount -t tmpfs t /mnt && busybox umount /mnt && echo ok",
+    ]);
+    assert_eq!(text(&out.stdout), "ok\n", "{}", text(&out.stderr));
+    assert!(fx.berth(&["rm", "-f", "box"]).status.success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn security_opt_seccomp_file_in_docker_and_oci_form() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let dir = fx.dir.path();
+    // OCI form: everything allowed but mkdir, which fails with EPERM.
+    let oci = dir.join("oci.json");
+    std::fs::write(
+        &oci,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", oci.display());
+    let out = fx.run(&[
+        "--rm",
+        "--security-opt",
+        &opt,
+        "busybox",
+        "sh",
+        "-c",
+        "busybox mkdir /tmp/x 2>&1; echo rc=$?",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Operation not permitted\nrc=1"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Docker's form: archMap and rules guarded by capabilities (moby's includes/excludes).
+    let docker = dir.join("docker.json");
+    std::fs::write(
+        &docker,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","defaultErrnoRet":1,
+            "archMap":[{"architecture":"SCMP_ARCH_X86_64","subArchitectures":["SCMP_ARCH_X86","SCMP_ARCH_X32"]},
+                       {"architecture":"SCMP_ARCH_AARCH64","subArchitectures":["SCMP_ARCH_ARM"]}],
+            "syscalls":[
+              {"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1,
+               "excludes":{"caps":["CAP_SYS_ADMIN"]}},
+              {"names":["rmdir"],"action":"SCMP_ACT_ERRNO","errnoRet":1,
+               "includes":{"caps":["CAP_SYS_ADMIN"]}}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", docker.display());
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "sc",
+        "--security-opt",
+        &opt,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = fx.berth(&["exec", "sc", "busybox", "mkdir", "/tmp/y"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("Operation not permitted"));
+    let r = report(&fx, "sc");
+    assert_eq!(r["seccomp"]["mode"], "filter");
+    assert_eq!(r["seccomp"]["default_action"], "SCMP_ACT_ALLOW");
+    // Without CAP_SYS_ADMIN: the mkdir rule only.
+    assert_eq!(r["seccomp"]["filtered_syscalls"], 2);
+    assert_eq!(r["seccomp"]["by_action"]["SCMP_ACT_ERRNO"], 2);
+    assert!(fx.berth(&["rm", "-f", "sc"]).status.success());
+    // With CAP_SYS_ADMIN the other rule applies instead.
+    let out = fx.run(&[
+        "--rm",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--security-opt",
+        &opt,
+        "busybox",
+        "sh",
+        "-c",
+        "busybox mkdir /tmp/z && echo made; busybox rmdir /tmp/z 2>&1; echo rc=$?",
+    ]);
+    assert!(
+        text(&out.stdout).starts_with("made\n") && text(&out.stdout).ends_with("rc=1\n"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Bad input: 125, the file named, nothing left behind.
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"defaultAction":"SCMP_ACT_BOGUS"}"#).unwrap();
+    let missing = dir.join("missing.json");
+    let both = dir.join("both.json");
+    std::fs::write(
+        &both,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64"],
+            "archMap":[{"architecture":"SCMP_ARCH_X86_64"}]}"#,
+    )
+    .unwrap();
+    for f in [&bad, &missing, &both] {
+        let opt = format!("seccomp={}", f.display());
+        let out = fx.run(&["--rm", "--security-opt", &opt, "busybox", "true"]);
+        assert_eq!(out.status.code(), Some(125), "{}", f.display());
+        assert!(
+            text(&out.stderr).contains(f.to_str().unwrap()),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn userns_host_only() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&[
+        "-d", "--name", "uh", "--userns", "host", "busybox", "sleep", "1000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r = report(&fx, "uh");
+    assert_eq!(ns(&r, "user")["host"], true);
+    assert!(fx.berth(&["rm", "-f", "uh"]).status.success());
+    for v in ["private", "keep-id", "auto", "1000:1000"] {
+        let out = fx.run(&["--rm", "--userns", v, "busybox", "true"]);
+        assert_eq!(out.status.code(), Some(125), "{v}");
+        assert!(
+            text(&out.stderr).contains("not supported"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn platform_selects_the_manifest_and_refuses_a_mismatched_local_image() {
+    if !prerequisites() {
+        return;
+    }
+    if !std::path::Path::new("/usr/bin/docker-registry").exists() {
+        eprintln!("skipping: needs /usr/bin/docker-registry");
+        return;
+    }
+    let reg = common::Registry::start(common::Auth::None, false);
+    let client = reg.client(&berth_image::registry::RegistryOptions::default());
+    // Both images run the host's busybox; only the marker file tells them apart.
+    let base = common::base_layer();
+    let marker = common::layer(&[("arm64-marker", b"arm\n")]);
+    let (d_amd, b_amd) = common::push_image(&client, "multi", "amd64", "amd64", &[&base], false);
+    let (d_arm, b_arm) =
+        common::push_image(&client, "multi", "arm64", "arm64", &[&base, &marker], true);
+    common::push_index(
+        &client,
+        "multi",
+        "latest",
+        &[
+            (&d_amd, b_amd.len(), "amd64"),
+            (&d_arm, b_arm.len(), "arm64"),
+        ],
+    );
+    let fx = Fixture::new();
+    let image = format!("{}/multi", reg.host());
+    let out = fx.run(&[
+        "--rm",
+        "--platform",
+        "linux/arm64",
+        &image,
+        "/bin/busybox",
+        "cat",
+        "/arm64-marker",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "arm\n");
+    // The local image is arm64 now: asking for amd64 is refused, naming both platforms.
+    let out = fx.run(&[
+        "--rm",
+        "--platform",
+        "linux/amd64",
+        &image,
+        "/bin/busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("wanted linux/amd64") && err.contains("actual linux/arm64"),
+        "{err}"
+    );
+    // --pull always fetches the asked platform's manifest.
+    let out = fx.run(&[
+        "--rm",
+        "--pull",
+        "always",
+        "--platform",
+        "linux/amd64",
+        &image,
+        "/bin/sh",
+        "-c",
+        "[ ! -e /arm64-marker ] && echo amd",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "amd\n");
+    // Bad values: 125 before anything is made.
+    for p in ["linux", "linux/s390x"] {
+        let out = fx.run(&["--rm", "--pull", "always", "--platform", p, &image, "true"]);
+        assert_eq!(out.status.code(), Some(125), "{p}");
+        assert!(text(&out.stderr).contains(p), "{}", text(&out.stderr));
+    }
+    fx.assert_no_leaks();
+}
