@@ -295,6 +295,7 @@ fn isolation_report_of_privileged_and_capless_containers() {
         "ALL",
         "--security-opt",
         "no-new-privileges",
+        "--read-only",
         "busybox",
         "sleep",
         "1000",
@@ -341,6 +342,19 @@ fn isolation_report_of_privileged_and_capless_containers() {
     }
     assert_eq!(status_field(pid, "NoNewPrivs"), "1");
     assert_eq!(r["no_new_privs"], true);
+    // --read-only: the root mount as mountinfo has it.
+    let mi = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let root_ro = mi
+        .lines()
+        .rfind(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap()
+        .split(' ')
+        .nth(5)
+        .unwrap()
+        .split(',')
+        .any(|o| o == "ro");
+    assert!(root_ro);
+    assert_eq!(r["rootfs"]["read_only"], true);
     // With no capabilities Docker's profile allows fewer syscalls than with the defaults.
     assert_eq!(r["seccomp"]["mode"], "filter");
     let out = fx.berth(&["inspect", "--isolation", "nocaps"]);

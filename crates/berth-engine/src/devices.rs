@@ -306,4 +306,36 @@ mod tests {
             DeviceError::NotDevice { .. }
         ));
     }
+
+    #[test]
+    fn apply_adds_the_node_and_its_cgroup_rule() {
+        let opts = RunOptions {
+            devices: vec!["/dev/null:/dev/mynull:rw".into()],
+            ..Default::default()
+        };
+        let spec = berth_runtime::ops::spec::default_spec(false);
+        let v = serde_json::to_value(apply(spec, &opts).unwrap()).unwrap();
+        let nodes = v["linux"]["devices"].as_array().unwrap();
+        assert!(nodes.iter().any(|d| d["path"] == "/dev/mynull"
+            && d["type"] == "c"
+            && d["major"] == 1
+            && d["minor"] == 3));
+        let rules = v["linux"]["resources"]["devices"].as_array().unwrap();
+        assert!(rules.iter().any(|r| r["allow"] == true
+            && r["major"] == 1
+            && r["minor"] == 3
+            && r["access"] == "rw"));
+        // Privileged: host nodes, and no per-device rule (its cgroup allows all).
+        let privileged = RunOptions {
+            privileged: true,
+            ..Default::default()
+        };
+        let spec = berth_runtime::ops::spec::default_spec(false);
+        let v = serde_json::to_value(apply(spec, &privileged).unwrap()).unwrap();
+        let nodes = v["linux"]["devices"].as_array().unwrap();
+        assert!(nodes.iter().any(|d| d["path"] == "/dev/null"));
+        assert!(!nodes
+            .iter()
+            .any(|d| d["path"] == "/dev/console" || d["path"] == "/dev/ptmx"));
+    }
 }
