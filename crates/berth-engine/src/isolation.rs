@@ -777,4 +777,111 @@ mod tests {
         assert_eq!(none.mode, "disabled");
         assert_eq!(none.filtered_syscalls, 0);
     }
+
+    fn placement(version: Version, controllers: &[&str], dir: &Path) -> Placement {
+        Placement {
+            version,
+            controllers: controllers.iter().map(|c| c.to_string()).collect(),
+            mount_point: dir.to_owned(),
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn files(dir: &Path, list: &[(&str, &str)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        for (f, v) in list {
+            std::fs::write(dir.join(f), v).unwrap();
+        }
+    }
+
+    #[test]
+    fn cgroup_v2_files() {
+        let t = tempfile::tempdir().unwrap();
+        files(
+            t.path(),
+            &[
+                ("memory.max", "67108864\n"),
+                ("memory.low", "0\n"),
+                ("memory.swap.max", "max\n"),
+                ("memory.current", "4096\n"),
+                ("memory.peak", "8192\n"),
+                ("cpu.max", "50000 100000\n"),
+                ("cpu.weight", "100\n"),
+                ("cpu.stat", "usage_usec 1500\nuser_usec 1000\n"),
+                ("cpuset.cpus.effective", "0-1\n"),
+                ("pids.max", "max\n"),
+                ("pids.current", "3\n"),
+                ("io.weight", "default 100\n8:0 200\n"),
+                ("io.stat", "8:0 rbytes=10 wbytes=20 rios=1 wios=2\n"),
+            ],
+        );
+        let all = ["cpuset", "cpu", "io", "memory", "pids"];
+        let r = cgroup_report("/b/x", &[placement(Version::V2, &all, t.path())]);
+        assert_eq!(r.memory.limit, Some(64 << 20));
+        assert_eq!(r.memory.reservation, None);
+        assert_eq!(r.memory.swap_limit, None);
+        assert_eq!((r.memory.usage, r.memory.peak), (Some(4096), Some(8192)));
+        assert_eq!(
+            (r.cpu.quota_us, r.cpu.period_us),
+            (Some(50_000), Some(100_000))
+        );
+        assert_eq!(r.cpu.cpus, Some(0.5));
+        assert_eq!((r.cpu.weight, r.cpu.shares), (Some(100), None));
+        assert_eq!(r.cpu.usage_ns, Some(1_500_000));
+        assert_eq!(r.cpu.cpuset_cpus.as_deref(), Some("0-1"));
+        assert_eq!((r.pids.limit, r.pids.current), (None, Some(3)));
+        assert_eq!(r.io.weight, Some(100));
+        assert_eq!((r.io.read_bytes, r.io.write_bytes), (Some(10), Some(20)));
+        assert_eq!(r.devices, None);
+        assert!(r.dirs.contains_key("unified"));
+    }
+
+    #[test]
+    fn cgroup_v1_files() {
+        let t = tempfile::tempdir().unwrap();
+        let (mem, cpu, pids, dev) = (
+            t.path().join("memory"),
+            t.path().join("cpu"),
+            t.path().join("pids"),
+            t.path().join("devices"),
+        );
+        files(
+            &mem,
+            &[
+                ("memory.limit_in_bytes", "9223372036854771712\n"),
+                ("memory.usage_in_bytes", "4096\n"),
+            ],
+        );
+        files(
+            &cpu,
+            &[
+                ("cpu.cfs_quota_us", "-1\n"),
+                ("cpu.cfs_period_us", "100000\n"),
+                ("cpu.shares", "512\n"),
+                ("cpuacct.usage", "777\n"),
+            ],
+        );
+        files(&pids, &[("pids.max", "100\n"), ("pids.current", "1\n")]);
+        files(&dev, &[("devices.list", "c 1:3 rwm\nc 10:229 r\n")]);
+        let r = cgroup_report(
+            "/b/x",
+            &[
+                placement(Version::V1, &["memory"], &mem),
+                placement(Version::V1, &["cpu", "cpuacct"], &cpu),
+                placement(Version::V1, &["pids"], &pids),
+                placement(Version::V1, &["devices"], &dev),
+                placement(Version::V2, &[], t.path()),
+            ],
+        );
+        assert_eq!(r.memory.limit, None);
+        assert_eq!(r.memory.usage, Some(4096));
+        assert_eq!((r.cpu.quota_us, r.cpu.cpus), (None, None));
+        assert_eq!((r.cpu.shares, r.cpu.usage_ns), (Some(512), Some(777)));
+        assert_eq!((r.pids.limit, r.pids.current), (Some(100), Some(1)));
+        assert_eq!(
+            r.devices,
+            Some(vec!["c 1:3 rwm".to_owned(), "c 10:229 r".to_owned()])
+        );
+        assert_eq!(r.dirs.len(), 5);
+    }
 }
