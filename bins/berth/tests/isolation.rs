@@ -597,6 +597,9 @@ fn exec_privileged_gets_every_capability_and_no_seccomp() {
                 .trim()
                 .to_owned()
         };
+        // CVE-2022-29162: widening the capabilities must not touch the inheritable set.
+        assert_eq!(get("CapInh"), "0000000000000000");
+        assert_eq!(get("CapAmb"), "0000000000000000");
         (get("CapEff"), get("CapBnd"), get("Seccomp"))
     };
     let init = pid_of(&fx, "box");
