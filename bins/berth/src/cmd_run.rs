@@ -996,6 +996,11 @@ fn inspect_json(r: &ContainerRecord) -> Value {
             "CapAdd": r.cap_add,
             "CapDrop": r.cap_drop,
             "Privileged": r.privileged,
+            "Devices": r.security.devices.iter().filter_map(|d| berth_engine::devices::parse(d).ok()).map(|d| json!({
+                "PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.perms,
+            })).collect::<Vec<_>>(),
+            "SecurityOpt": r.security.security_opt,
+            "UsernsMode": r.security.userns_mode,
             "ReadonlyRootfs": r.read_only,
             "Tmpfs": tmpfs,
             "CgroupParent": r.cgroup_path.rsplit_once('/').map(|(p, _)| p).unwrap_or(""),

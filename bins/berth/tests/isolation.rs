@@ -502,6 +502,12 @@ fn device_option_creates_the_node_and_allows_only_its_permissions() {
             "{list:?}"
         );
     }
+    let out = fx.berth(&["inspect", "dev"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v[0]["HostConfig"]["Devices"],
+        serde_json::json!([{"PathOnHost": host, "PathInContainer": host, "CgroupPermissions": "rwm"}])
+    );
     assert!(fx.berth(&["rm", "-f", "dev"]).status.success());
 
     // Bad input: exit 125, a message naming the problem, nothing left behind.
@@ -769,6 +775,8 @@ fn userns_host_only() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let r = report(&fx, "uh");
     assert_eq!(ns(&r, "user")["host"], true);
+    let out = fx.berth(&["inspect", "-f", "{{.HostConfig.UsernsMode}}", "uh"]);
+    assert_eq!(text(&out.stdout).trim(), "host");
     assert!(fx.berth(&["rm", "-f", "uh"]).status.success());
     for v in ["private", "keep-id", "auto", "1000:1000"] {
         let out = fx.run(&["--rm", "--userns", v, "busybox", "true"]);

@@ -386,6 +386,11 @@ impl Engine {
             mounts,
             bundle: bundle_dir,
             state: State::default(),
+            security: record::SecurityRecord {
+                devices: opts.devices.clone(),
+                security_opt: opts.security_opts.clone(),
+                userns_mode: opts.userns.clone().unwrap_or_default(),
+            },
         };
         match &opts.name {
             Some(n) => {
