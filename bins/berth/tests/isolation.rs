@@ -191,9 +191,11 @@ fn isolation_report_of_a_default_container_matches_proc() {
     assert_eq!(r["cgroup"]["cpu"]["period_us"], 100_000);
     assert_eq!(r["cgroup"]["cpu"]["cpus"], 0.5);
 
-    // No LSM on this host (the report says so rather than inventing a label), identity maps.
-    if std::fs::read_to_string(format!("/proc/{pid}/attr/current")).is_err() {
-        assert!(r["lsm_label"].is_null());
+    // The LSM label as the kernel gives it; without an LSM (this host) the report says so
+    // rather than inventing one. Identity id maps: no user namespace.
+    match std::fs::read_to_string(format!("/proc/{pid}/attr/current")) {
+        Ok(label) => assert_eq!(r["lsm_label"], label.trim_end_matches(['\n', '\0'])),
+        Err(_) => assert!(r["lsm_label"].is_null()),
     }
     assert_eq!(
         r["uid_map"],
