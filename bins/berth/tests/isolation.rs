@@ -334,6 +334,19 @@ fn isolation_report_of_privileged_and_capless_containers() {
         .find(|m| m["destination"] == "/sys")
         .unwrap();
     assert!(sys["options"].as_str().unwrap().starts_with("rw"), "{sys}");
+    // So is the cgroup filesystem (moby's WithMounts); for others it is read-only.
+    let cgroup_mounts = |r: &Value| -> Vec<String> {
+        r["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["fstype"] == "cgroup" || m["fstype"] == "cgroup2")
+            .map(|m| m["options"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let opts = cgroup_mounts(&r);
+    assert!(!opts.is_empty());
+    assert!(opts.iter().all(|o| o.starts_with("rw,")), "{opts:?}");
 
     let pid = pid_of(&fx, "nocaps");
     let r = report(&fx, "nocaps");
@@ -357,6 +370,8 @@ fn isolation_report_of_privileged_and_capless_containers() {
         .any(|o| o == "ro");
     assert!(root_ro);
     assert_eq!(r["rootfs"]["read_only"], true);
+    let opts = cgroup_mounts(&r);
+    assert!(opts.iter().all(|o| o.starts_with("ro,")), "{opts:?}");
     // With no capabilities Docker's profile allows fewer syscalls than with the defaults.
     assert_eq!(r["seccomp"]["mode"], "filter");
     let out = fx.berth(&["inspect", "--isolation", "nocaps"]);

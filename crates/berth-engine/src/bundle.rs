@@ -737,9 +737,10 @@ pub fn build_spec(
 
     let mounts = s["mounts"].as_array_mut().expect("default spec has mounts");
     if opts.privileged {
-        // Docker mounts /sys read-write for privileged containers.
+        // Docker mounts /sys and the cgroup filesystem read-write for privileged containers
+        // (moby daemon/oci_linux.go WithMounts).
         for m in mounts.iter_mut() {
-            if m["destination"] == "/sys" {
+            if m["destination"] == "/sys" || m["type"] == "cgroup" {
                 if let Some(o) = m["options"].as_array_mut() {
                     o.retain(|x| x != "ro");
                 }
