@@ -681,6 +681,7 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<u8> {
             console_fd,
             pid_file: a.pid_file.clone(),
             preserve_fds: a.preserve_fds,
+            no_seccomp: false,
         },
     );
     let pid = match pid {

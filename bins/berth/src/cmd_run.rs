@@ -215,6 +215,15 @@ pub struct RunArgs {
     /// DNS server for /etc/resolv.conf.
     #[arg(long)]
     dns: Vec<String>,
+    /// Add a host device: HOST[:CONTAINER[:PERMISSIONS]] (permissions: r, w, m; default rwm).
+    #[arg(long)]
+    device: Vec<String>,
+    /// User namespace: host (the default; remapping is not supported).
+    #[arg(long)]
+    userns: Option<String>,
+    /// os/arch[/variant] of the image: selects the manifest on pull, refuses another local one.
+    #[arg(long)]
+    platform: Option<String>,
     /// Logging driver: json-file (default) or none.
     #[arg(long)]
     log_driver: Option<String>,
@@ -359,6 +368,9 @@ pub struct ExecArgs {
     workdir: Option<String>,
     #[arg(short, long)]
     user: Option<String>,
+    /// Give the process every capability and no seccomp filter.
+    #[arg(long)]
+    privileged: bool,
     container: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     command: Vec<String>,
@@ -366,9 +378,14 @@ pub struct ExecArgs {
 
 #[derive(clap::Args)]
 pub struct InspectArgs {
-    /// A Go-template-like format ({{.State.Status}}, {{json .Config}}).
+    /// A Go-template-like format ({{.State.Status}}, {{json .Config}}); with --isolation,
+    /// `json` or a template over the report's JSON.
     #[arg(short, long)]
     format: Option<String>,
+    /// Show the isolation report of running containers (namespaces, cgroup, seccomp,
+    /// capabilities, LSM label, id maps, rootfs layers, mounts).
+    #[arg(long)]
+    isolation: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -440,6 +457,7 @@ fn run(
                 tty: a.tty,
                 interactive: a.interactive,
                 detach: a.detach,
+                privileged: a.privileged,
             };
             match e.exec(&a.container, &opts) {
                 Ok(code) => Ok(code as u8),
@@ -548,10 +566,15 @@ fn pull_if_needed(root: &Path, a: &RunArgs, registry: &RegistryOptions) -> Res {
     if a.pull != "always" {
         eprintln!("Unable to find image '{reference}' locally");
     }
-    let opts = PullOptions {
+    let mut opts = PullOptions {
         registry: registry.clone(),
         ..PullOptions::default()
     };
+    if let Some(p) = &a.platform {
+        opts.platform = p
+            .parse()
+            .map_err(|e| format!("invalid --platform {p:?}: {e}"))?;
+    }
     let rec = pull::pull(&store, &reference, &opts, &pull::NoProgress)?;
     eprintln!("Digest: {}", rec.manifest_digest);
     eprintln!("Status: downloaded image for {reference}");
@@ -613,6 +636,9 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         security_opts: a.security_opt.clone(),
         add_hosts: a.add_host.clone(),
         dns: a.dns.clone(),
+        devices: a.device.clone(),
+        userns: a.userns.clone(),
+        platform: a.platform.clone(),
     })
 }
 
@@ -970,6 +996,11 @@ fn inspect_json(r: &ContainerRecord) -> Value {
             "CapAdd": r.cap_add,
             "CapDrop": r.cap_drop,
             "Privileged": r.privileged,
+            "Devices": r.security.devices.iter().filter_map(|d| berth_engine::devices::parse(d).ok()).map(|d| json!({
+                "PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.perms,
+            })).collect::<Vec<_>>(),
+            "SecurityOpt": r.security.security_opt,
+            "UsernsMode": r.security.userns_mode,
             "ReadonlyRootfs": r.read_only,
             "Tmpfs": tmpfs,
             "CgroupParent": r.cgroup_path.rsplit_once('/').map(|(p, _)| p).unwrap_or(""),
@@ -1017,6 +1048,9 @@ fn inspect_json(r: &ContainerRecord) -> Value {
 }
 
 fn cmd_inspect(e: &Engine, a: InspectArgs) -> Result<u8, Box<dyn std::error::Error>> {
+    if a.isolation {
+        return crate::cmd_isolation::inspect(e, &a.containers, a.format.as_deref());
+    }
     let mut out = Vec::new();
     let mut failed = false;
     for c in &a.containers {

@@ -154,6 +154,12 @@ pub struct RunOptions {
     pub add_hosts: Vec<String>,
     /// `--dns IP`.
     pub dns: Vec<String>,
+    /// `--device HOST[:CONTAINER[:PERMS]]` (see [`crate::devices`]).
+    pub devices: Vec<String>,
+    /// `--userns`: only `host` (the default: no user namespace) is supported.
+    pub userns: Option<String>,
+    /// `--platform os/arch[/variant]`: the image must be for this platform.
+    pub platform: Option<String>,
 }
 
 /// `/etc/hosts` for the container: Docker's defaults, the host name, then `--add-host NAME:IP`.
@@ -234,6 +240,8 @@ pub fn parse_ulimit(s: &str) -> Result<(String, u64, u64), BundleError> {
 pub struct SecurityOpts {
     pub no_new_privileges: bool,
     pub seccomp_unconfined: bool,
+    /// `seccomp=FILE`: the file and its content (a profile in Docker's format).
+    pub seccomp_profile: Option<(String, String)>,
     pub apparmor: Option<String>,
 }
 
@@ -249,8 +257,32 @@ pub fn security_opts(opts: &RunOptions) -> Result<SecurityOpts, BundleError> {
         match (k, v) {
             ("no-new-privileges", "" | "true") => out.no_new_privileges = true,
             ("no-new-privileges", "false") => out.no_new_privileges = false,
-            ("seccomp", "unconfined") => out.seccomp_unconfined = true,
-            ("seccomp", _) => return Err(BundleError::SeccompFile(o.clone())),
+            ("seccomp", "unconfined") => {
+                out.seccomp_unconfined = true;
+                out.seccomp_profile = None;
+            }
+            ("seccomp", "builtin") => {
+                out.seccomp_unconfined = false;
+                out.seccomp_profile = None;
+            }
+            ("seccomp", "") => return Err(bad()),
+            ("seccomp", path) => {
+                // Read now, as the Docker CLI does: the bundle carries the resolved profile, so
+                // later changes to the file do not change the container.
+                let json =
+                    std::fs::read_to_string(path).map_err(|source| BundleError::SeccompFile {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                berth_runtime::security::seccomp::profile_for_caps::<&str>(&json, &[]).map_err(
+                    |source| BundleError::SeccompProfile {
+                        path: path.to_owned(),
+                        source,
+                    },
+                )?;
+                out.seccomp_unconfined = false;
+                out.seccomp_profile = Some((path.to_owned(), json));
+            }
             ("apparmor", "unconfined") => out.apparmor = None,
             ("apparmor", p) if !p.is_empty() => out.apparmor = Some(p.to_owned()),
             // SELinux labels: accepted, as Docker does on a host without SELinux.
@@ -338,6 +370,12 @@ pub fn namespace_modes(opts: &RunOptions) -> Result<Vec<(&'static str, NsMode)>,
         }
         n => parse("--network", n, &["none"])?,
     };
+    // Docker accepts only "host" per container (remapping is a daemon setting); podman's
+    // private/auto/keep-id/nomap need a uid range Berth does not allocate.
+    match opts.userns.as_deref() {
+        None | Some("") | Some("host") => {}
+        Some(v) => return Err(BundleError::Userns(v.to_owned())),
+    }
     let uts = match opts.uts.as_deref() {
         None | Some("host") => parse("--uts", opts.uts.as_deref(), &[])?,
         Some(v) => {
@@ -389,8 +427,18 @@ pub enum BundleError {
     Dns(String),
     #[error("invalid --security-opt {0:?}")]
     SecurityOpt(String),
-    #[error("--security-opt {0:?}: custom seccomp profiles are not supported yet (only seccomp=unconfined)")]
-    SeccompFile(String),
+    #[error("reading the seccomp profile {path}")]
+    SeccompFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid seccomp profile {path}")]
+    SeccompProfile {
+        path: String,
+        #[source]
+        source: berth_runtime::security::seccomp::SeccompError,
+    },
     #[error("invalid --{flag} value {value:?}")]
     Resource { flag: &'static str, value: String },
     #[error("log driver {0:?} is not supported (json-file, none)")]
@@ -399,6 +447,8 @@ pub enum BundleError {
     LogOpt(String),
     #[error("conflicting options: --restart and --rm")]
     RestartWithRm,
+    #[error("--userns {0:?}: user namespace remapping is not supported (only --userns host)")]
+    Userns(String),
     #[error("invalid {flag} value {value:?}")]
     NamespaceMode { flag: &'static str, value: String },
     #[error("--cgroup-parent {0:?} must be an absolute cgroup path")]
@@ -440,6 +490,19 @@ pub fn parse_cpus(s: &str) -> Option<i64> {
     (n.is_finite() && n > 0.0 && n < 1e6).then(|| (n * 1e9).round() as i64)
 }
 
+/// The bounding set of this process (`CapBnd` of `/proc/self/status`); every capability when
+/// it cannot be read.
+pub fn caller_bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
+}
+
 /// Capability set after `--cap-add`/`--cap-drop` over Docker's defaults (`ALL` allowed on
 /// either side; drop wins over the defaults, add wins over drop as in moby `caps.TweakCapabilities`).
 pub fn capabilities(
@@ -461,7 +524,12 @@ pub fn capabilities(
             .map_err(|_| BundleError::Capability(c.to_owned()))?;
         Ok(full)
     };
+    // "All" is every capability Berth itself may hold, as podman does: a capability outside
+    // the caller's bounding set cannot be given to a child (capabilities(7)), and asking for
+    // it would fail the container's start with EPERM.
+    let bounding = caller_bounding_set();
     let all: Vec<String> = (0..=63u32)
+        .filter(|n| bounding & (1u64 << n) != 0)
         .filter_map(berth_runtime::security::caps::cap_name)
         .map(|n| {
             if n.starts_with("CAP_") {
@@ -669,9 +737,10 @@ pub fn build_spec(
 
     let mounts = s["mounts"].as_array_mut().expect("default spec has mounts");
     if opts.privileged {
-        // Docker mounts /sys read-write for privileged containers.
+        // Docker mounts /sys and the cgroup filesystem read-write for privileged containers
+        // (moby daemon/oci_linux.go WithMounts).
         for m in mounts.iter_mut() {
-            if m["destination"] == "/sys" {
+            if m["destination"] == "/sys" || m["type"] == "cgroup" {
                 if let Some(o) = m["options"].as_array_mut() {
                     o.retain(|x| x != "ro");
                 }
@@ -786,6 +855,17 @@ pub fn build_spec(
             .as_object_mut()
             .expect("linux is an object")
             .remove("seccomp");
+    } else if let Some((path, json)) = &sec.seccomp_profile {
+        linux["maskedPaths"] = json!(MASKED_PATHS);
+        linux["readonlyPaths"] = json!(READONLY_PATHS);
+        let seccomp =
+            berth_runtime::security::seccomp::profile_for_caps(json, &caps).map_err(|source| {
+                BundleError::SeccompProfile {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        linux["seccomp"] = serde_json::to_value(seccomp).map_err(BundleError::Spec)?;
     } else if sec.seccomp_unconfined {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
@@ -1059,10 +1139,10 @@ mod tests {
         assert!(parse_ulimit("bogus=1").is_err());
         let e = |o: RunOptions| spec_for(&o).unwrap_err().to_string();
         assert!(e(RunOptions {
-            security_opts: vec!["seccomp=/p.json".into()],
+            security_opts: vec!["seccomp=/berth-no-such-profile.json".into()],
             ..Default::default()
         })
-        .contains("not supported yet"));
+        .contains("/berth-no-such-profile.json"));
         assert!(e(RunOptions {
             blkio_weight: Some(5),
             ..Default::default()

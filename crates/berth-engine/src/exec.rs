@@ -22,6 +22,9 @@ pub struct ExecOptions {
     pub tty: bool,
     pub interactive: bool,
     pub detach: bool,
+    /// `--privileged`: every capability (of Berth's bounding set), no seccomp filter and no
+    /// AppArmor profile for this process; the container itself is unchanged.
+    pub privileged: bool,
 }
 
 /// Why `exec` failed.
@@ -47,6 +50,8 @@ pub enum ExecError {
     },
     #[error(transparent)]
     User(#[from] UserError),
+    #[error("computing the capabilities of a privileged exec")]
+    Caps(#[source] crate::bundle::BundleError),
     #[error("executing in container {id}")]
     Runtime {
         id: String,
@@ -135,6 +140,14 @@ impl Engine {
             let r = crate::user::resolve(u, passwd.as_deref(), group.as_deref())?;
             p["user"] = json!({"uid": r.uid, "gid": r.gid, "additionalGids": r.additional_gids});
         }
+        if opts.privileged {
+            // moby's execSetPlatformOpt: bounding, permitted and effective get every capability.
+            let all = crate::bundle::capabilities(&[], &[], true).map_err(ExecError::Caps)?;
+            p["capabilities"] = json!({"bounding": all, "permitted": all, "effective": all});
+            if let Some(o) = p.as_object_mut() {
+                o.remove("apparmorProfile");
+            }
+        }
         let process: Process = serde_json::from_value(p).map_err(|source| ExecError::Process {
             id: id.clone(),
             source,
@@ -163,6 +176,7 @@ impl Engine {
                 console_fd: theirs,
                 pid_file: None,
                 preserve_fds: 0,
+                no_seccomp: opts.privileged,
             },
         );
         let pid = pid.map_err(|source| ExecError::Runtime {

@@ -13,7 +13,9 @@
 //! print or exit: the CLI reports errors and maps them to Docker's exit codes.
 
 pub mod bundle;
+pub mod devices;
 pub mod exec;
+pub mod isolation;
 pub mod lifecycle;
 pub mod logs;
 pub mod manage;

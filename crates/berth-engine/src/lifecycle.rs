@@ -40,6 +40,20 @@ pub enum CreateError {
     },
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Device(#[from] crate::devices::DeviceError),
+    #[error("invalid --platform {value:?}")]
+    Platform {
+        value: String,
+        #[source]
+        source: berth_image::manifest::ManifestError,
+    },
+    #[error("image {image} was found but does not match the specified platform: wanted {wanted}, actual {actual}")]
+    PlatformMismatch {
+        image: String,
+        wanted: String,
+        actual: String,
+    },
     #[error("cannot join the {kind} namespace of container {target:?}: it is not running")]
     JoinNotRunning { kind: &'static str, target: String },
     #[error("opening the image store")]
@@ -209,6 +223,38 @@ fn is_mounted(path: &Path) -> bool {
     }
 }
 
+/// Whether an image of platform `have` satisfies `--platform want` (os and architecture
+/// equal; a variant only when asked for, arm64 images often omitting the default `v8`).
+pub fn platform_matches(have: &berth_image::Platform, want: &berth_image::Platform) -> bool {
+    have.os == want.os
+        && have.architecture == want.architecture
+        && match (&want.variant, &have.variant) {
+            (None, _) => true,
+            (Some(w), Some(h)) => w == h,
+            (Some(w), None) => want.architecture == "arm64" && w == "v8",
+        }
+}
+
+fn check_platform(
+    image: &str,
+    have: &berth_image::Platform,
+    want: &str,
+) -> Result<(), CreateError> {
+    let wanted: berth_image::Platform = want.parse().map_err(|source| CreateError::Platform {
+        value: want.to_owned(),
+        source,
+    })?;
+    if platform_matches(have, &wanted) {
+        Ok(())
+    } else {
+        Err(CreateError::PlatformMismatch {
+            image: image.to_owned(),
+            wanted: wanted.to_string(),
+            actual: have.to_string(),
+        })
+    }
+}
+
 fn id_seed(id: &str, attempt: u8) -> [u8; 4] {
     let b = id.as_bytes();
     [b[12] ^ attempt, b[13], b[14], b[15].wrapping_add(attempt)]
@@ -233,6 +279,9 @@ impl Engine {
                 image: opts.image.clone(),
                 source,
             })?;
+        if let Some(p) = &opts.platform {
+            check_platform(&opts.image, &image.platform, p)?;
+        }
         let cfg_err = |source: Box<dyn std::error::Error + Send + Sync>| CreateError::ImageConfig {
             image: opts.image.clone(),
             source,
@@ -256,6 +305,7 @@ impl Engine {
             bundle::parse_ulimit(u)?;
         }
         let mounts = bundle::user_mounts(opts)?;
+        crate::devices::resolve(opts)?;
         let parent = opts
             .cgroup_parent
             .clone()
@@ -336,6 +386,11 @@ impl Engine {
             mounts,
             bundle: bundle_dir,
             state: State::default(),
+            security: record::SecurityRecord {
+                devices: opts.devices.clone(),
+                security_opt: opts.security_opts.clone(),
+                userns_mode: opts.userns.clone().unwrap_or_default(),
+            },
         };
         match &opts.name {
             Some(n) => {
@@ -440,6 +495,7 @@ impl Engine {
                 joined,
             },
         )?;
+        let spec = crate::devices::apply(spec, opts)?;
         let config = rec.bundle.join("config.json");
         record::write_atomic(
             &config,

@@ -141,6 +141,17 @@ pub struct ContainerRecord {
     /// The generated OCI bundle (`config.json`, `rootfs/`).
     pub bundle: PathBuf,
     pub state: State,
+    /// `--device`, `--security-opt`, `--userns` as given (for `inspect`).
+    #[serde(default)]
+    pub security: SecurityRecord,
+}
+
+/// The security and device options a container was created with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityRecord {
+    pub devices: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub userns_mode: String,
 }
 
 fn default_log_driver() -> String {
@@ -546,6 +557,7 @@ mod tests {
             mounts: vec![],
             bundle: PathBuf::new(),
             state: State::default(),
+            security: SecurityRecord::default(),
         }
     }
 

@@ -108,6 +108,15 @@ pub enum SeccompError {
         #[source]
         source: serde_json::Error,
     },
+    /// A profile in moby's format (`docker run --security-opt seccomp=FILE`) does not parse.
+    #[error("parsing the seccomp profile")]
+    Profile {
+        #[source]
+        source: serde_json::Error,
+    },
+    /// moby refuses a profile that gives both lists of architectures.
+    #[error("the seccomp profile sets both 'architectures' and 'archMap'")]
+    ArchitecturesAndArchMap,
     /// A capability name given to [`default_seccomp_for_caps`] is unknown.
     #[error(transparent)]
     UnknownCapability(#[from] super::caps::UnknownCapability),
@@ -871,8 +880,17 @@ struct MobyProfile {
     default_action: LinuxSeccompAction,
     #[serde(default)]
     default_errno_ret: Option<u32>,
+    /// The OCI form: architectures as given.
+    #[serde(default)]
+    architectures: Vec<Arch>,
     #[serde(default)]
     arch_map: Vec<MobyArchMap>,
+    #[serde(default)]
+    flags: Option<Vec<LinuxSeccompFilterFlag>>,
+    #[serde(default)]
+    listener_path: Option<PathBuf>,
+    #[serde(default)]
+    listener_metadata: Option<String>,
     #[serde(default)]
     syscalls: Vec<MobySyscall>,
 }
@@ -888,7 +906,11 @@ struct MobyArchMap {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MobySyscall {
+    #[serde(default)]
     names: Vec<String>,
+    /// moby's deprecated single-name form.
+    #[serde(default)]
+    name: Option<String>,
     action: LinuxSeccompAction,
     #[serde(default)]
     errno_ret: Option<u32>,
@@ -975,6 +997,27 @@ pub fn default_seccomp_for_caps<S: AsRef<str>>(caps: &[S]) -> Result<LinuxSeccom
     resolve_moby(profile, &have, go_arch(), native_arch(), running_kernel())
 }
 
+/// A seccomp profile in moby's format (the file of `docker run --security-opt seccomp=FILE`,
+/// which the OCI `linux.seccomp` form is a subset of) resolved for a container whose bounding
+/// set is `caps`, for the build architecture and the running kernel, as moby's
+/// `profiles/seccomp/seccomp_linux.go` `setupSeccomp` does.
+pub fn profile_for_caps<S: AsRef<str>>(
+    json: &str,
+    caps: &[S],
+) -> Result<LinuxSeccomp, SeccompError> {
+    let profile: MobyProfile =
+        serde_json::from_str(json).map_err(|source| SeccompError::Profile { source })?;
+    if !profile.architectures.is_empty() && !profile.arch_map.is_empty() {
+        return Err(SeccompError::ArchitecturesAndArchMap);
+    }
+    let mut have = Vec::new();
+    for c in caps {
+        let n = super::caps::cap_number(c.as_ref())?;
+        have.push(super::caps::KNOWN_CAPABILITIES[n as usize]);
+    }
+    resolve_moby(profile, &have, go_arch(), native_arch(), running_kernel())
+}
+
 fn resolve_moby(
     profile: MobyProfile,
     caps: &[&str],
@@ -1018,13 +1061,15 @@ fn resolve_moby(
             continue;
         }
         let mut s = LinuxSyscall::default();
-        s.set_names(call.names);
+        let mut names = call.names;
+        names.extend(call.name);
+        s.set_names(names);
         s.set_action(call.action);
         s.set_errno_ret(call.errno_ret);
         s.set_args(call.args);
         syscalls.push(s);
     }
-    let mut architectures = Vec::new();
+    let mut architectures = profile.architectures;
     if let Some(native) = native {
         if let Some(m) = profile.arch_map.iter().find(|m| m.architecture == native) {
             architectures.push(m.architecture);
@@ -1036,6 +1081,9 @@ fn resolve_moby(
     out.set_default_errno_ret(profile.default_errno_ret);
     out.set_architectures((!architectures.is_empty()).then_some(architectures));
     out.set_syscalls(Some(syscalls));
+    out.set_flags(profile.flags);
+    out.set_listener_path(profile.listener_path);
+    out.set_listener_metadata(profile.listener_metadata);
     Ok(out)
 }
 
@@ -1509,5 +1557,40 @@ mod tests {
         assert_eq!(kernel_version("4.8"), Some((4, 8)));
         assert_eq!(kernel_version("5"), Some((5, 0)));
         assert_eq!(kernel_version("x"), None);
+    }
+
+    #[test]
+    fn profile_file_accepts_dockers_and_the_oci_form() {
+        let oci = r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64"],
+            "syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":1},
+                        {"name":"rmdir","action":"SCMP_ACT_ERRNO"}]}"#;
+        let p = profile_for_caps::<&str>(oci, &[]).unwrap();
+        assert_eq!(
+            p.architectures().as_ref().unwrap(),
+            &vec![Arch::ScmpArchX86_64]
+        );
+        let names: Vec<String> = p
+            .syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|s| s.names().clone())
+            .collect();
+        assert_eq!(names, vec!["mkdir", "rmdir"]);
+        let guarded = r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+            {"names":["mount"],"action":"SCMP_ACT_ALLOW","includes":{"caps":["CAP_SYS_ADMIN"]}}]}"#;
+        let without = profile_for_caps::<&str>(guarded, &[]).unwrap();
+        assert!(without.syscalls().as_ref().unwrap().is_empty());
+        let with = profile_for_caps(guarded, &["CAP_SYS_ADMIN"]).unwrap();
+        assert_eq!(with.syscalls().as_ref().unwrap().len(), 1);
+        let both = r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64"],
+            "archMap":[{"architecture":"SCMP_ARCH_X86_64"}]}"#;
+        assert!(matches!(
+            profile_for_caps::<&str>(both, &[]),
+            Err(SeccompError::ArchitecturesAndArchMap)
+        ));
+        assert!(matches!(
+            profile_for_caps::<&str>("{}", &[]),
+            Err(SeccompError::Profile { .. })
+        ));
     }
 }
