@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Quickstart: install what Berth needs, build it, and run a container from a busybox root
-# filesystem made offline from Debian's busybox-static.
+# Quickstart: install what Berth needs, build it, and run containers from a busybox root
+# filesystem made offline from Debian's busybox-static: once with the OCI runtime (berth-runc)
+# from a bundle, once with the engine (berth) from an image imported into its store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 2; }
 bash scripts/install-deps.sh
-cargo build --release -p berth-runc
+cargo build --release -p berth-runc -p berth
 bin=$PWD/target/release/berth-runc
 
 bundle=$(mktemp -d /tmp/berth-quickstart.XXXXXX)
@@ -23,3 +24,12 @@ jq '.process.terminal = false
     | .linux.cgroupsPath = "/berth-quickstart"' "$bundle/config.json" > "$bundle/config.json.new"
 mv "$bundle/config.json.new" "$bundle/config.json"
 "$bin" --root /run/berth-quickstart run --bundle "$bundle" quickstart-$$
+
+# The engine: the same root filesystem imported as an image, then `berth run` (no network
+# needed: the image comes from a local tarball).
+berth=$PWD/target/release/berth
+tar -C "$bundle/rootfs" -cf "$bundle/busybox.tar" .
+"$berth" import "$bundle/busybox.tar" berth-quickstart/busybox:latest --change 'CMD ["sh"]' >/dev/null
+"$berth" run --rm --name quickstart-$$ berth-quickstart/busybox:latest \
+  sh -c 'echo "hello from the engine: $(hostname), pid $$, as $(id -u)"'
+"$berth" images

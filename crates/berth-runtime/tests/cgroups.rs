@@ -752,15 +752,17 @@ fn lowering_memory_below_usage_is_refused_with_the_file_named() {
     }
 }
 
-/// The first real block device of the host (not loop, ram or zram), as (major, minor).
+/// A block device of the host as (major, minor): the first real disk, else a loop or ram
+/// device (the VM has no disk; the kernel throttles those all the same).
 fn a_block_device() -> Option<(i64, i64)> {
+    let virtual_dev =
+        |n: &str| n.starts_with("loop") || n.starts_with("ram") || n.starts_with("zram");
     let mut names: Vec<String> = fs::read_dir("/sys/block")
         .ok()?
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with("loop") && !n.starts_with("ram") && !n.starts_with("zram"))
         .collect();
-    names.sort();
+    names.sort_by_key(|n| (virtual_dev(n), n.clone()));
     let dev = fs::read_to_string(format!("/sys/block/{}/dev", names.first()?)).ok()?;
     let (maj, min) = dev.trim().split_once(':')?;
     Some((maj.parse().ok()?, min.parse().ok()?))
