@@ -14,6 +14,7 @@
 
 pub mod bundle;
 pub mod exec;
+pub mod fsops;
 pub mod lifecycle;
 pub mod logs;
 pub mod manage;
