@@ -749,10 +749,11 @@ struct Source {
 }
 
 impl Source {
+    /// Writes the source as `top`, or its contents at the top of the archive (`None`).
     fn write<W: Write>(&self, tw: &mut TarWriter<W>, top: Option<&OsStr>) -> Result<(), FsError> {
-        match (self.contents && self.is_dir, top) {
-            (false, Some(top)) => tw.add(self.parent.as_fd(), &self.name, Path::new(top)),
-            _ => {
+        match top {
+            Some(top) => tw.add(self.parent.as_fd(), &self.name, Path::new(top)),
+            None => {
                 let d = rfs::openat(
                     &self.parent,
                     &self.name,
@@ -1287,16 +1288,13 @@ impl Engine {
                 .tmp_dir()
                 .join(format!("commit-{}-{}.tar", rec.id, std::process::id()));
         // Docker pauses a running container so the layer is one consistent moment.
-        let paused = pause
-            && rec.state.status == Status::Running
-            && !rec.state.paused
-            && self
-                .pause(&rec.id)
-                .map_err(|source| FsError::Pause {
-                    id: rec.id.clone(),
-                    source,
-                })
-                .is_ok();
+        let paused = pause && rec.state.status == Status::Running && !rec.state.paused;
+        if paused {
+            self.pause(&rec.id).map_err(|source| FsError::Pause {
+                id: rec.id.clone(),
+                source,
+            })?;
+        }
         let written = (|| {
             let f = std::fs::File::create(&tar_path).map_err(|source| FsError::Io {
                 op: "creating",
