@@ -300,6 +300,10 @@ fn diff_and_export_show_the_containers_changes() {
         diff,
         "C /etc\nD /etc/group\nC /etc/passwd\nA /newdir\nA /newdir/sub\nC /tmp\nA /tmp/new\n"
     );
+    assert_eq!(
+        ok(&fx.berth(&["container", "diff", "dd"]), "container diff"),
+        diff
+    );
 
     let file = fx.dir.path().join("export.tar");
     ok(
@@ -367,7 +371,8 @@ fn commit_makes_an_image_that_runs_with_the_change() {
             "busybox",
             "sh",
             "-c",
-            "echo committed > /tmp/c; rm /etc/group; mkdir /opt",
+            "echo committed > /tmp/c; rm /etc/group; mkdir /opt; \
+             rm -r /home; mkdir /home; echo n > /home/new",
         ]),
         "run",
     );
@@ -394,9 +399,10 @@ fn commit_makes_an_image_that_runs_with_the_change() {
         "mine:1",
         "sh",
         "-c",
-        "echo $FOO; test -d /opt && echo opt; test -e /etc/group || echo no-group",
+        "echo $FOO; test -d /opt && echo opt; test -e /etc/group || echo no-group; ls /home",
     ]);
-    assert_eq!(ok(&o, "run"), "bar\nopt\nno-group\n");
+    // /home was deleted and re-created: an opaque directory, so the image's home/app is gone.
+    assert_eq!(ok(&o, "run"), "bar\nopt\nno-group\nnew\n");
     let hist = ok(&fx.berth(&["history", "mine:1"]), "history");
     assert!(hist.contains("a message"), "{hist}");
     let author = ok(
