@@ -1486,4 +1486,57 @@ mod tests {
         assert!(unpack_into(dest.path(), &data).is_err());
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
+
+    /// Unprivileged: what the archive writer reads through descriptors, the unpacker recreates:
+    /// modes, times, symlinks, hardlinks (as one inode), fifos, nested directories.
+    #[test]
+    fn archives_round_trip_links_fifos_modes_and_times() {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+        let src = tempfile::tempdir().unwrap();
+        let s = src.path();
+        std::fs::create_dir_all(s.join("e/g")).unwrap();
+        std::fs::write(s.join("a"), "data").unwrap();
+        std::fs::set_permissions(s.join("a"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::hard_link(s.join("a"), s.join("b")).unwrap();
+        std::os::unix::fs::symlink("a", s.join("c")).unwrap();
+        rfs::mknodat(
+            rfs::CWD,
+            s.join("d"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::fs::write(s.join("e/g/f"), "deep").unwrap();
+        let t = rfs::Timestamps {
+            last_access: rfs::Timespec {
+                tv_sec: 1_000_000,
+                tv_nsec: 0,
+            },
+            last_modification: rfs::Timespec {
+                tv_sec: 1_000_000,
+                tv_nsec: 0,
+            },
+        };
+        rfs::utimensat(rfs::CWD, s.join("a"), &t, AtFlags::empty()).unwrap();
+
+        let mut tw = TarWriter::new(Vec::new());
+        let root = open_dir(s).unwrap();
+        tw.add_contents(root.as_fd(), Path::new("top")).unwrap();
+        let data = tw.finish().unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        unpack_into(dest.path(), &data).unwrap();
+        let d = dest.path().join("top");
+        let a = std::fs::metadata(d.join("a")).unwrap();
+        assert_eq!(a.mode() & 0o7777, 0o640);
+        assert_eq!(a.mtime(), 1_000_000);
+        assert_eq!(std::fs::read_to_string(d.join("b")).unwrap(), "data");
+        assert_eq!(std::fs::metadata(d.join("b")).unwrap().ino(), a.ino());
+        assert_eq!(std::fs::read_link(d.join("c")).unwrap(), Path::new("a"));
+        assert!(std::fs::symlink_metadata(d.join("d"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        assert_eq!(std::fs::read_to_string(d.join("e/g/f")).unwrap(), "deep");
+    }
 }
