@@ -529,7 +529,7 @@ fn cve_2018_15664_cp_symlink_swap_race_never_reaches_the_host() {
             assert_ne!(std::fs::read_to_string(&p).unwrap(), "host-secret\n");
         }
     }
-    eprintln!("race rounds: {read_ok} reads and {write_ok} writes got through the real directory");
+    eprintln!("race rounds: {read_ok} copies out and {write_ok} copies in succeeded");
     // Reads need the directory to be real at the one moment its parent is resolved, which
     // a tight loop makes rare; the total proves the copies ran against the flipping path.
     assert!(
