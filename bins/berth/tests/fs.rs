@@ -84,9 +84,22 @@ fn cp_in_and_out_of_running_and_stopped_containers() {
     std::fs::write(host.join("hello.txt"), "hello\n").unwrap();
     let h = |p: &str| host.join(p).to_str().unwrap().to_string();
 
+    std::fs::create_dir(host.join("vol")).unwrap();
+    let vol = format!("{}:/data", h("vol"));
     ok(
-        &fx.run(&["-d", "--name", "web", "busybox", "sleep", "1000"]),
+        &fx.run(&[
+            "-d", "--name", "web", "-v", &vol, "busybox", "sleep", "1000",
+        ]),
         "run -d",
+    );
+    // A running container's paths are those its processes see, bind mounts included.
+    ok(
+        &fx.berth(&["cp", &h("hello.txt"), "web:/data/"]),
+        "cp to a volume",
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("vol/hello.txt")).unwrap(),
+        "hello\n"
     );
     // Host -> container: a file into a directory, under a new name, a directory, and a
     // directory's contents (`/.`) into a new and an existing directory.
