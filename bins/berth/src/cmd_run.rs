@@ -91,6 +91,8 @@ pub enum ContainerCmd {
         #[arg(short, long)]
         force: bool,
     },
+    #[command(flatten)]
+    Fs(crate::cmd_fs::FsCmd),
 }
 
 #[derive(clap::Args)]
@@ -527,6 +529,7 @@ fn run(
             println!("Total reclaimed space: 0B");
             Ok(0)
         }
+        EngineCmd::Container(ContainerCmd::Fs(c)) => crate::cmd_fs::dispatch(root, c),
         EngineCmd::ContainerMonitor { id } => Ok(berth_engine::monitor::run(&e, &id) as u8),
     }
 }

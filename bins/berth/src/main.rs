@@ -4,6 +4,7 @@
 //! once with their cause chain (`berth: pulling x: layer sha256:..: fetching: ...`).
 //! Exit codes: 0 success, 1 the command failed, 2 usage error (from clap).
 
+mod cmd_fs;
 mod cmd_isolation;
 mod cmd_run;
 mod format;
@@ -71,6 +72,8 @@ enum Cmd {
     System(SystemCmd),
     #[command(flatten)]
     Engine(cmd_run::EngineCmd),
+    #[command(flatten)]
+    Fs(cmd_fs::FsCmd),
 }
 
 #[derive(Subcommand)]
@@ -270,6 +273,7 @@ fn run(cli: Cli) -> Res {
         Cmd::Login(a) => cmd_login(a, reg),
         Cmd::Logout { registry } => cmd_logout(&registry),
         Cmd::Engine(c) => cmd_run::dispatch(&root, c, reg),
+        Cmd::Fs(c) => cmd_fs::dispatch(&root, c),
     }
 }
 

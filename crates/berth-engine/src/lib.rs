@@ -15,6 +15,7 @@
 pub mod bundle;
 pub mod devices;
 pub mod exec;
+pub mod fsops;
 pub mod isolation;
 pub mod lifecycle;
 pub mod logs;

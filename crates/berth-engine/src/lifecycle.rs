@@ -213,7 +213,7 @@ fn bundle_rootfs(rec: &ContainerRecord) -> PathBuf {
 }
 
 /// Whether `path` is a mount point: its device differs from its parent's.
-fn is_mounted(path: &Path) -> bool {
+pub(crate) fn is_mounted(path: &Path) -> bool {
     match (
         std::fs::metadata(path),
         path.parent().map(std::fs::metadata),

@@ -240,7 +240,7 @@ fn unique() -> u128 {
 
 /// Brings one layer file into the store: its blob (as-is) and its extraction, verified against
 /// `diff_id`. Returns (blob digest, size, media type).
-fn ingest_layer(
+pub(crate) fn ingest_layer(
     store: &Store,
     file: &Path,
     member: &str,
@@ -478,7 +478,7 @@ pub fn load<R: Read>(
 }
 
 /// Applies one Dockerfile-style `--change` to a config's `config` object.
-fn apply_change(cfg: &mut Value, change: &str) -> Result<(), ArchiveError> {
+pub(crate) fn apply_change(cfg: &mut Value, change: &str) -> Result<(), ArchiveError> {
     let bad = || ArchiveError::Change {
         value: change.into(),
     };

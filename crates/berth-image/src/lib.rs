@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod auth;
+pub mod commit;
 pub mod digest;
 pub mod extract;
 pub mod manifest;

@@ -13,6 +13,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -269,6 +270,76 @@ impl Snapshotter {
                 source,
             }),
         }
+    }
+}
+
+/// An overlay superblock for `s` as a detached mount (fsmount(2)): a directory descriptor that
+/// is attached nowhere, so nobody else can see or reach it, and that disappears when the last
+/// descriptor into it is closed. `lowerdir_plus` false passes the layers as one `lowerdir`
+/// string (kernels before 6.8).
+fn overlay_detached(
+    s: &Snapshot,
+    userxattr: bool,
+    lowerdir_plus: bool,
+    attrs: MountAttrFlags,
+) -> Result<OwnedFd, io::Error> {
+    // 1. A filesystem context for overlay (fsopen(2)).
+    let fsfd = rmount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(errno)?;
+    // 2. One lower layer per call, top first: no page-sized limit on the total.
+    if lowerdir_plus {
+        for l in &s.lowerdirs {
+            rmount::fsconfig_set_string(&fsfd, "lowerdir+", l.as_os_str()).map_err(errno)?;
+        }
+    } else {
+        let joined: Vec<String> = s
+            .lowerdirs
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        rmount::fsconfig_set_string(&fsfd, "lowerdir", joined.join(":")).map_err(errno)?;
+    }
+    rmount::fsconfig_set_string(&fsfd, "upperdir", s.upper.as_os_str()).map_err(errno)?;
+    rmount::fsconfig_set_string(&fsfd, "workdir", s.work.as_os_str()).map_err(errno)?;
+    if userxattr {
+        rmount::fsconfig_set_flag(&fsfd, "userxattr").map_err(errno)?;
+    }
+    // 3. Create the superblock and make a detached mount of it.
+    rmount::fsconfig_create(&fsfd).map_err(errno)?;
+    rmount::fsmount(&fsfd, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(errno)
+}
+
+impl Snapshotter {
+    /// The snapshot's root filesystem as a directory descriptor that is mounted nowhere (an
+    /// overlay as a detached mount, or the copied rootfs opened `O_PATH`). The engine uses it
+    /// to read or change a stopped container's files without a mount point anyone could see
+    /// or leak; the caller must make sure the container is not started meanwhile (two overlay
+    /// mounts of one upper directory are undefined behaviour).
+    pub fn open_detached(&self, id: &str) -> Result<OwnedFd, SnapshotError> {
+        let (_, s) = self.get(id)?;
+        let merr = |source| SnapshotError::Mount {
+            target: s.rootfs.clone(),
+            source,
+        };
+        if s.kind == SnapshotKind::Copy {
+            return rustix::fs::open(
+                &s.rootfs,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC
+                    | rustix::fs::OFlags::NOFOLLOW,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| merr(errno(e)));
+        }
+        let userxattr = !rustix::process::geteuid().is_root();
+        let attrs = MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV;
+        match overlay_detached(&s, userxattr, true, attrs) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                overlay_detached(&s, userxattr, false, attrs)
+            }
+            other => other,
+        }
+        .map_err(merr)
     }
 }
 
