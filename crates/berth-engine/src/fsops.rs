@@ -106,7 +106,7 @@ pub enum FsError {
     Pause {
         id: String,
         #[source]
-        source: crate::manage::ManageError,
+        source: Box<crate::manage::ManageError>,
     },
 }
 
@@ -1292,7 +1292,7 @@ impl Engine {
         if paused {
             self.pause(&rec.id).map_err(|source| FsError::Pause {
                 id: rec.id.clone(),
-                source,
+                source: Box::new(source),
             })?;
         }
         let written = (|| {
