@@ -78,6 +78,9 @@ pub enum EngineCmd {
     /// Manage containers.
     #[command(subcommand)]
     Container(ContainerCmd),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(crate::cmd_volume::VolumeCmd),
     /// Supervise one container (started by `run -d`/`start`; not for direct use).
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor { id: String },
@@ -145,9 +148,13 @@ pub struct RunArgs {
     /// Mount a tmpfs: PATH[:OPTIONS].
     #[arg(long)]
     tmpfs: Vec<String>,
-    /// Bind mount: /host/path:/container/path[:ro|rw|z|Z].
+    /// Bind mount or volume: /host/path:/ctr/path[:OPTS], NAME:/ctr/path[:OPTS] or /ctr/path
+    /// (an anonymous volume); OPTS: ro, rw, z, Z, nocopy, propagation.
     #[arg(short, long = "volume")]
     volume: Vec<String>,
+    /// Attach a filesystem mount: type=bind|volume|tmpfs,source=..,target=..[,readonly][,...].
+    #[arg(long)]
+    mount: Vec<String>,
     /// Memory limit (e.g. 256m).
     #[arg(short, long)]
     memory: Option<String>,
@@ -341,6 +348,9 @@ pub struct RmArgs {
     /// Force the removal of a running container (SIGKILL).
     #[arg(short, long)]
     force: bool,
+    /// Remove the container's anonymous volumes too.
+    #[arg(short, long)]
+    volumes: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -428,7 +438,7 @@ fn run(
             Ok(())
         }),
         EngineCmd::Rm(a) => each(&a.containers, |c| {
-            e.remove(c, a.force)?;
+            e.remove_with_volumes(c, a.force, a.volumes)?;
             Ok(())
         }),
         EngineCmd::Exec(a) => {
@@ -509,6 +519,7 @@ fn run(
             println!("Total reclaimed space: 0B");
             Ok(0)
         }
+        EngineCmd::Volume(v) => crate::cmd_volume::run(&e, v),
         EngineCmd::ContainerMonitor { id } => Ok(berth_engine::monitor::run(&e, &id) as u8),
     }
 }
@@ -586,6 +597,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         read_only: a.read_only,
         tmpfs: a.tmpfs.clone(),
         volumes: a.volume.clone(),
+        mounts: a.mount.clone(),
         memory: a.memory.clone(),
         cpus: a.cpus.clone(),
         pids_limit: a.pids_limit,
@@ -627,7 +639,7 @@ fn cmd_run(e: &Engine, a: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
     if a.detach {
         if let Err(err) = e.start_detached(&rec.id) {
             // `run` made this container; a failed start must not leave it behind.
-            let _ = e.remove(&rec.id, true);
+            let _ = e.remove_with_volumes(&rec.id, true, true);
             return start_failed(err);
         }
         println!("{}", rec.id);
@@ -636,7 +648,7 @@ fn cmd_run(e: &Engine, a: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
     match e.start_foreground(&rec.id) {
         Ok(code) => Ok(code as u8),
         Err(err) => {
-            let _ = e.remove(&rec.id, true);
+            let _ = e.remove_with_volumes(&rec.id, true, true);
             start_failed(err)
         }
     }
@@ -925,11 +937,11 @@ fn inspect_json(r: &ContainerRecord) -> Value {
     let binds: Vec<String> = r
         .mounts
         .iter()
-        .filter(|m| m.kind == "bind")
+        .filter(|m| m.kind == "bind" || (m.kind == "volume" && !m.anonymous))
         .map(|m| {
             format!(
                 "{}:{}{}",
-                m.source,
+                if m.kind == "bind" { &m.source } else { &m.name },
                 m.destination,
                 if m.rw { "" } else { ":ro" }
             )
@@ -989,14 +1001,26 @@ fn inspect_json(r: &ContainerRecord) -> Value {
                 "MaximumRetryCount": r.restart_policy.split_once(':').and_then(|(_, n)| n.parse::<u32>().ok()).unwrap_or(0),
             },
         },
-        "Mounts": r.mounts.iter().map(|m| json!({
-            "Type": m.kind,
-            "Source": m.source,
-            "Destination": m.destination,
-            "Mode": if m.rw { "" } else { "ro" },
-            "RW": m.rw,
-            "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
-        })).collect::<Vec<_>>(),
+        "Mounts": r.mounts.iter().map(|m| {
+            let mut j = json!({
+                "Type": m.kind,
+                "Source": m.source,
+                "Destination": m.destination,
+                "Mode": if m.rw { "" } else { "ro" },
+                "RW": m.rw,
+                "Propagation": match m.kind.as_str() {
+                    "bind" if m.propagation.is_empty() => "rprivate",
+                    "bind" => m.propagation.as_str(),
+                    _ => "",
+                },
+            });
+            if m.kind == "volume" {
+                j["Name"] = json!(m.name);
+                j["Driver"] = json!("local");
+                j["Mode"] = json!(if m.rw { "z" } else { "ro" });
+            }
+            j
+        }).collect::<Vec<_>>(),
         "Config": {
             "Hostname": r.hostname,
             "User": r.user,

@@ -5,6 +5,7 @@
 //! Exit codes: 0 success, 1 the command failed, 2 usage error (from clap).
 
 mod cmd_run;
+mod cmd_volume;
 mod format;
 mod progress;
 
@@ -177,7 +178,8 @@ struct ImportArgs {
     file: String,
     /// Name for the new image.
     reference: Option<String>,
-    /// Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE.
+    /// Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE,
+    /// VOLUME.
     #[arg(short, long)]
     change: Vec<String>,
 }

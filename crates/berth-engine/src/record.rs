@@ -73,14 +73,35 @@ impl Default for State {
     }
 }
 
-/// A bind mount or tmpfs the container was created with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A bind mount, volume or tmpfs the container was created with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountRecord {
-    /// `bind` or `tmpfs`.
+    /// `bind`, `volume` or `tmpfs`.
     pub kind: String,
+    /// bind: the host path; volume: the volume's content on the host (its `_data`, or the
+    /// device of a volume with filesystem options); tmpfs: the mount options.
     pub source: String,
     pub destination: String,
     pub rw: bool,
+    /// volume: its name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// volume: made for this container (`-v /path`, the image's `Volumes`); `rm -v` and
+    /// `--rm` remove it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+    /// volume: `nocopy` (no copy-up from the image).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nocopy: bool,
+    /// bind: `rprivate` (the default), `private`, `rshared`, `shared`, `rslave`, `slave`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub propagation: String,
+    /// bind: `bind-nonrecursive` (`bind` instead of `rbind`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nonrecursive: bool,
+    /// volume with `type`/`device`/`o` options: the filesystem each container mounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs: Option<crate::volume::FsMount>,
 }
 
 /// What Berth keeps about a container.
@@ -199,7 +220,7 @@ pub struct Lock {
     _file: File,
 }
 
-fn lock_file(path: &Path) -> Result<Lock, RecordError> {
+pub(crate) fn lock_file(path: &Path) -> Result<Lock, RecordError> {
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
