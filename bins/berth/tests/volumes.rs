@@ -584,3 +584,62 @@ fn cve_2022_23648_image_volume_paths_cannot_reach_the_host() {
     assert!(volumes(&fx).is_empty());
     fx.assert_no_leaks();
 }
+
+/// Volumes are created, populated and removed under one lock with the records that use them:
+/// a `volume rm` racing with `run -v` never removes a volume between its creation and the
+/// container's mount (every run succeeds), and concurrent first uses copy the image's content
+/// exactly once.
+#[test]
+fn concurrent_runs_and_volume_rm_never_lose_a_volume_in_use() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    import_app(&fx);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let remover = s.spawn(|| {
+            let mut removed = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if fx.berth(&["volume", "rm", "shared"]).status.success() {
+                    removed += 1;
+                }
+            }
+            removed
+        });
+        let runners: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..10 {
+                        let out = fx.run(&[
+                            "--rm",
+                            "-v",
+                            "shared:/x",
+                            "-v",
+                            "pop:/data",
+                            "app",
+                            "sh",
+                            "-c",
+                            "cat /data/seed > /dev/null && ls /x",
+                        ]);
+                        assert!(out.status.success(), "{}", text(&out.stderr));
+                    }
+                })
+            })
+            .collect();
+        for r in runners {
+            r.join().unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // How often the remover won depends on timing; the runs above must all succeed.
+        eprintln!("volume rm succeeded {} times", remover.join().unwrap());
+    });
+    // `pop` was new to all runners at once: copied once, whole (a second copy would have
+    // failed on the existing file).
+    let out = fx.run(&["--rm", "-v", "pop:/pop", "busybox", "ls", "-A", "/pop"]);
+    assert_eq!(text(&out.stdout), "seed\n", "{}", text(&out.stderr));
+    let _ = fx.berth(&["volume", "rm", "shared"]);
+    assert!(fx.berth(&["volume", "rm", "pop"]).status.success());
+    assert!(volumes(&fx).is_empty());
+    fx.assert_no_leaks();
+}
