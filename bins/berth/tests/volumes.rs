@@ -597,7 +597,15 @@ fn concurrent_runs_and_volume_rm_never_lose_a_volume_in_use() {
     let fx = Fixture::new();
     import_app(&fx);
     let stop = std::sync::atomic::AtomicBool::new(false);
+    /// Stops the remover also when a runner panics, so a failure cannot hang the test.
+    struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
     std::thread::scope(|s| {
+        let stopper = StopOnDrop(&stop);
         let remover = s.spawn(|| {
             let mut removed = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -627,10 +635,11 @@ fn concurrent_runs_and_volume_rm_never_lose_a_volume_in_use() {
                 })
             })
             .collect();
-        for r in runners {
-            r.join().unwrap();
+        let results: Vec<_> = runners.into_iter().map(|r| r.join()).collect();
+        drop(stopper);
+        for r in results {
+            r.unwrap();
         }
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
         // How often the remover won depends on timing; the runs above must all succeed.
         eprintln!("volume rm succeeded {} times", remover.join().unwrap());
     });
