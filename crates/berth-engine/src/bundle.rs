@@ -1003,6 +1003,105 @@ mod tests {
     }
 
     #[test]
+    fn image_volumes_become_anonymous_unless_covered() {
+        let mut i = img();
+        i.volumes = Some(
+            [("/data/", json!({})), ("/logs", json!({}))]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        );
+        let user = user_mounts(&RunOptions {
+            volumes: vec!["named:/data".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let v = image_volumes(&i, &user).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].destination, "/logs");
+        assert!(v[0].anonymous && v[0].kind == "volume");
+        i.volumes = Some(
+            [("/../../../etc/shadow".to_string(), json!({}))]
+                .into_iter()
+                .collect(),
+        );
+        assert!(matches!(
+            image_volumes(&i, &[]),
+            Err(BundleError::ImageVolume { .. })
+        ));
+    }
+
+    #[test]
+    fn volume_mounts_in_the_spec() {
+        let mounts = vec![
+            crate::record::MountRecord {
+                kind: "volume".into(),
+                source: "/var/lib/berth/volumes/v/_data".into(),
+                destination: "/v".into(),
+                rw: false,
+                name: "v".into(),
+                ..Default::default()
+            },
+            crate::record::MountRecord {
+                kind: "volume".into(),
+                source: "tmpfs".into(),
+                destination: "/t".into(),
+                rw: true,
+                name: "t".into(),
+                fs: Some(crate::volume::FsMount {
+                    fstype: "tmpfs".into(),
+                    device: "tmpfs".into(),
+                    options: "size=1m".into(),
+                }),
+                ..Default::default()
+            },
+            crate::record::MountRecord {
+                kind: "bind".into(),
+                source: "/srv".into(),
+                destination: "/srv".into(),
+                rw: true,
+                propagation: "rshared".into(),
+                nonrecursive: true,
+                ..Default::default()
+            },
+        ];
+        let user = ResolvedUser {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+        };
+        let args = vec!["sh".to_string()];
+        let s = build_spec(
+            &RunOptions::default(),
+            &SpecInputs {
+                id: "x",
+                hostname: "abc",
+                args: &args,
+                env: &[],
+                cwd: "/",
+                user: &user,
+                mounts: &mounts,
+                etc_files: &[],
+                cgroups_path: "/berth/x",
+                joined: &[],
+            },
+        )
+        .unwrap();
+        let v = serde_json::to_value(&s).unwrap();
+        let m = v["mounts"].as_array().unwrap();
+        let find = |d: &str| m.iter().find(|m| m["destination"] == d).unwrap().clone();
+        assert_eq!(
+            find("/v"),
+            json!({"destination": "/v", "type": "bind", "source": "/var/lib/berth/volumes/v/_data", "options": ["rbind", "rprivate", "ro"]})
+        );
+        assert_eq!(
+            find("/t"),
+            json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]})
+        );
+        assert_eq!(find("/srv")["options"], json!(["bind", "rshared"]));
+    }
+
+    #[test]
     fn namespace_modes_host_and_container() {
         let o = RunOptions {
             network: Some("container:db".into()),
