@@ -155,6 +155,9 @@ pub struct RunArgs {
     /// Attach a filesystem mount: type=bind|volume|tmpfs,source=..,target=..[,readonly][,...].
     #[arg(long)]
     mount: Vec<String>,
+    /// Mount the volumes and bind mounts of another container: CONTAINER[:ro|rw].
+    #[arg(long)]
+    volumes_from: Vec<String>,
     /// Memory limit (e.g. 256m).
     #[arg(short, long)]
     memory: Option<String>,
@@ -297,6 +300,10 @@ fn ps_matches(r: &ContainerRecord, filters: &[(String, String)]) -> bool {
                             .trim_start_matches("sha256:")
                             .starts_with(v.trim_start_matches("sha256:"))
                 }
+                // A volume's name, or any mount's destination or bind source (Docker's).
+                "volume" => r.mounts.iter().any(|m| {
+                    m.kind != "tmpfs" && (m.name == *v || m.destination == *v || m.source == *v)
+                }),
                 "label" => r.labels.iter().any(|l| match v.split_once('=') {
                     Some(_) => l == v,
                     None => l.split('=').next() == Some(v.as_str()),
@@ -598,6 +605,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         tmpfs: a.tmpfs.clone(),
         volumes: a.volume.clone(),
         mounts: a.mount.clone(),
+        volumes_from: a.volumes_from.clone(),
         memory: a.memory.clone(),
         cpus: a.cpus.clone(),
         pids_limit: a.pids_limit,
@@ -779,7 +787,7 @@ fn cmd_ps(e: &Engine, a: PsArgs) -> Res {
         let (k, v) = f
             .split_once('=')
             .ok_or_else(|| format!("bad format of filter (expected name=value): {f:?}"))?;
-        if !["status", "name", "id", "label", "ancestor"].contains(&k) {
+        if !["status", "name", "id", "label", "ancestor", "volume"].contains(&k) {
             return Err(format!("invalid filter {k:?}").into());
         }
         filters.push((k.to_owned(), v.to_owned()));
@@ -814,6 +822,11 @@ fn cmd_ps(e: &Engine, a: PsArgs) -> Res {
             "Names": r.name,
             "Labels": r.labels.join(","),
             "Ports": "",
+            // Docker: each mount's volume name or source, truncated to 15 characters.
+            "Mounts": r.mounts.iter().filter(|m| m.kind != "tmpfs").map(|m| {
+                let n = if m.name.is_empty() { &m.source } else { &m.name };
+                if a.no_trunc { n.clone() } else { truncate(n, 15) }
+            }).collect::<Vec<_>>().join(","),
         })
     };
     match a.format.as_deref() {
@@ -836,6 +849,7 @@ fn cmd_ps(e: &Engine, a: PsArgs) -> Res {
                 "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
                 "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Status": "STATUS",
                 "State": "STATE", "Names": "NAMES", "Labels": "LABELS", "Ports": "PORTS",
+                "Mounts": "MOUNTS",
             });
             println!("{}", crate::format::render(t, &names));
             for r in &all {
@@ -1032,6 +1046,10 @@ fn inspect_json(r: &ContainerRecord) -> Value {
             "WorkingDir": r.working_dir,
             "StopSignal": r.stop_signal,
             "StopTimeout": r.stop_timeout,
+            // Docker: the image's and `-v /path` anonymous volumes.
+            "Volumes": r.mounts.iter().filter(|m| m.kind == "volume" && m.anonymous)
+                .map(|m| (m.destination.clone(), json!({})))
+                .collect::<serde_json::Map<String, Value>>(),
             "Labels": r.labels.iter().map(|l| {
                 let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
                 (k.to_owned(), json!(v))

@@ -652,3 +652,83 @@ fn concurrent_runs_and_volume_rm_never_lose_a_volume_in_use() {
     assert!(volumes(&fx).is_empty());
     fx.assert_no_leaks();
 }
+
+#[test]
+fn volumes_from_ps_volume_filter_and_inspect_config_volumes() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    import_app(&fx);
+    let out = fx.run(&[
+        "--name",
+        "data",
+        "-v",
+        "shared:/shared",
+        "-v",
+        "/anon",
+        "app",
+        "true",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(volumes(&fx).len(), 3);
+
+    // The other container's volumes (named and anonymous), read-write or read-only.
+    let out = fx.run(&[
+        "--rm",
+        "--volumes-from",
+        "data",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/seed; echo hi > /shared/x; echo there > /anon/y",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "from the image\n");
+    let out = fx.run(&[
+        "--rm",
+        "--volumes-from",
+        "data:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /shared/x /anon/y; echo no > /shared/z",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\nthere\n");
+    assert!(text(&out.stderr).contains("Read-only file system"));
+    let out = fx.run(&["--rm", "--volumes-from", "nosuch", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(text(&out.stderr).contains("no such container: nosuch"));
+    let out = fx.run(&["--rm", "--volumes-from", "data:rx", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(text(&out.stderr).contains("invalid --volumes-from \"data:rx\""));
+
+    // ps --filter volume= (name or destination) and the Mounts column; inspect's
+    // Config.Volumes lists the anonymous ones.
+    for v in ["shared", "/data"] {
+        let out = fx.berth(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("volume={v}"),
+            "--format",
+            "{{.Names}}",
+        ]);
+        assert_eq!(text(&out.stdout), "data\n", "{v}: {}", text(&out.stderr));
+    }
+    let out = fx.berth(&["ps", "-a", "--filter", "volume=other", "-q"]);
+    assert_eq!(text(&out.stdout), "");
+    let out = fx.berth(&["ps", "-a", "--format", "{{.Mounts}}"]);
+    let cols = text(&out.stdout);
+    assert!(cols.starts_with("shared,"), "{cols}");
+    assert!(cols.contains('…'), "{cols}");
+    let out = fx.berth(&["inspect", "-f", "{{json .Config.Volumes}}", "data"]);
+    assert_eq!(text(&out.stdout), "{\"/anon\":{},\"/data\":{}}\n");
+
+    // rm -v removes the anonymous volumes, not the named one.
+    assert!(fx.berth(&["rm", "-v", "data"]).status.success());
+    assert_eq!(volumes(&fx), ["shared"]);
+    assert!(fx.berth(&["volume", "rm", "shared"]).status.success());
+    fx.assert_no_leaks();
+}

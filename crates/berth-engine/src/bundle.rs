@@ -110,6 +110,8 @@ pub struct RunOptions {
     pub volumes: Vec<String>,
     /// `--mount type=bind|volume|tmpfs,...`.
     pub mounts: Vec<String>,
+    /// `--volumes-from CONTAINER[:ro|rw]`: that container's volumes and bind mounts.
+    pub volumes_from: Vec<String>,
     pub memory: Option<String>,
     pub cpus: Option<String>,
     pub pids_limit: Option<i64>,
@@ -374,6 +376,8 @@ pub enum BundleError {
     PidsLimit(i64),
     #[error(transparent)]
     Mount(#[from] crate::mountspec::MountSpecError),
+    #[error("invalid --volumes-from {0:?}: expected CONTAINER[:ro|rw]")]
+    VolumesFrom(String),
     #[error("invalid volume path {path:?} in the image config: it must be absolute, without ..")]
     ImageVolume { path: String },
     #[error("unknown capability {0:?}")]

@@ -258,6 +258,32 @@ impl Engine {
             bundle::parse_ulimit(u)?;
         }
         let mut mounts = bundle::user_mounts(opts)?;
+        // --volumes-from: the other container's volumes and binds, where no mount of ours is.
+        for vf in &opts.volumes_from {
+            let (what, mode) = match vf.rsplit_once(':') {
+                Some((c, m @ ("ro" | "rw"))) => (c, Some(m)),
+                Some(_) => return Err(BundleError::VolumesFrom(vf.clone()).into()),
+                None => (vf.as_str(), None),
+            };
+            if what.is_empty() {
+                return Err(BundleError::VolumesFrom(vf.clone()).into());
+            }
+            let from = self.find(what)?;
+            for m in from
+                .mounts
+                .iter()
+                .filter(|m| m.kind == "volume" || m.kind == "bind")
+            {
+                if mounts.iter().any(|x| x.destination == m.destination) {
+                    continue;
+                }
+                let mut m = m.clone();
+                if let Some(mode) = mode {
+                    m.rw = mode == "rw";
+                }
+                mounts.push(m);
+            }
+        }
         let from_image = bundle::image_volumes(&img, &mounts)?;
         mounts.extend(from_image);
         let parent = opts
@@ -425,7 +451,8 @@ impl Engine {
     ) -> Result<(), crate::volume::VolumeError> {
         let vols = self.volumes();
         for m in mounts.iter_mut().filter(|m| m.kind == "volume") {
-            let wanted = (!m.anonymous).then_some(m.name.as_str());
+            // A new anonymous volume has no name yet; one shared by --volumes-from has.
+            let wanted = (!m.name.is_empty()).then_some(m.name.as_str());
             let ensured = self.ensure_volume(wanted)?;
             if ensured.created {
                 created.push(ensured.record.name.clone());
