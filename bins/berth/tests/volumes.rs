@@ -289,7 +289,23 @@ fn prune_removes_unused_anonymous_volumes_and_with_all_named_ones() {
     let anon = volumes(&fx);
     assert_eq!(anon.len(), 1);
     assert_eq!(anon[0].len(), 64);
+    // Docker's label on anonymous volumes.
+    let out = fx.berth(&[
+        "volume",
+        "ls",
+        "-q",
+        "-f",
+        "label=com.docker.volume.anonymous",
+    ]);
+    assert_eq!(text(&out.stdout).trim(), anon[0]);
+    // A volume created without a name is not anonymous: prune without -a keeps it.
+    let out = fx.berth(&["volume", "create"]);
+    let random = text(&out.stdout).trim().to_owned();
     assert!(fx.berth(&["volume", "create", "unused"]).status.success());
+    assert!(fx
+        .berth(&["volume", "create", "--label", "keep=1", "kept"])
+        .status
+        .success());
     let out = fx.berth(&[
         "create",
         "--cgroup-parent",
@@ -312,13 +328,25 @@ fn prune_removes_unused_anonymous_volumes_and_with_all_named_ones() {
             anon[0]
         )
     );
-    assert_eq!(volumes(&fx), ["unused", "used"]);
-    let out = fx.berth(&["volume", "prune", "-f", "--all"]);
+    let mut left = vec![
+        random.clone(),
+        "kept".into(),
+        "unused".into(),
+        "used".into(),
+    ];
+    left.sort();
+    assert_eq!(volumes(&fx), left);
+    let out = fx.berth(&["volume", "prune", "-f", "--all", "--filter", "label!=keep"]);
+    let mut deleted = [random.as_str(), "unused"];
+    deleted.sort();
     assert_eq!(
         text(&out.stdout),
-        "Deleted Volumes:\nunused\n\nTotal reclaimed space: 0B\n"
+        format!(
+            "Deleted Volumes:\n{}\n\nTotal reclaimed space: 0B\n",
+            deleted.join("\n")
+        )
     );
-    assert_eq!(volumes(&fx), ["used"]);
+    assert_eq!(volumes(&fx), ["kept", "used"]);
     assert!(fx.berth(&["rm", "user"]).status.success());
     let out = fx.berth(&["volume", "prune", "-a", "-f"]);
     assert!(text(&out.stdout).contains("used\n"));

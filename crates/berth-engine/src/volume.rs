@@ -34,6 +34,10 @@ use crate::Engine;
 /// The only driver Berth has.
 pub const LOCAL_DRIVER: &str = "local";
 
+/// The label Docker (since 23.0) puts on anonymous volumes; `volume prune` without `--all`
+/// removes only those.
+pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
+
 /// What Berth keeps about a volume (`volume.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeRecord {
@@ -331,9 +335,11 @@ impl Engine {
         let labels = key_values(&opts.labels, VolumeError::Label)?;
         let options = key_values(&opts.options, VolumeError::Option)?;
         check_options(&options)?;
-        let (name, anonymous) = match &opts.name {
-            Some(n) if !n.is_empty() => (n.clone(), false),
-            _ => (anonymous_name()?, true),
+        // Without a name the volume gets a random one, but is not anonymous: it was asked for
+        // (Docker's `volume prune` keeps it too).
+        let name = match &opts.name {
+            Some(n) if !n.is_empty() => n.clone(),
+            _ => anonymous_name()?,
         };
         if !valid_name(&name) {
             return Err(VolumeError::InvalidName(name));
@@ -350,7 +356,7 @@ impl Engine {
                     labels,
                     options,
                     created: crate::now_secs(),
-                    anonymous,
+                    anonymous: false,
                 };
                 vols.create_locked(&v)?;
                 Ok(v)
@@ -376,10 +382,14 @@ impl Engine {
                 created: false,
             }),
             Err(VolumeError::NotFound(_)) => {
+                let mut labels = BTreeMap::new();
+                if anonymous {
+                    labels.insert(ANONYMOUS_LABEL.to_owned(), String::new());
+                }
                 let record = VolumeRecord {
                     name,
                     driver: LOCAL_DRIVER.into(),
-                    labels: BTreeMap::new(),
+                    labels,
                     options: BTreeMap::new(),
                     created: crate::now_secs(),
                     anonymous,
