@@ -603,7 +603,11 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         auto_remove: a.rm,
         read_only: a.read_only,
         tmpfs: a.tmpfs.clone(),
-        volumes: a.volume.clone(),
+        volumes: a
+            .volume
+            .iter()
+            .map(|v| crate::cmd_volume::absolute_bind_source(v))
+            .collect(),
         mounts: a.mount.clone(),
         volumes_from: a.volumes_from.clone(),
         memory: a.memory.clone(),

@@ -288,3 +288,46 @@ fn ls(e: &Engine, a: LsArgs) -> Res {
     }
     Ok(0)
 }
+
+/// `-v ./dir:/path` and `-v ../dir:/path`: a relative host path made absolute against the
+/// current directory, as the Docker CLI does (since 23.0); other specs are returned as given.
+pub fn absolute_bind_source(spec: &str) -> String {
+    let (src, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    let relative = src == "." || src == ".." || src.starts_with("./") || src.starts_with("../");
+    if !relative || rest.is_empty() {
+        return spec.to_owned();
+    }
+    let Ok(cwd) = std::env::current_dir() else {
+        return spec.to_owned();
+    };
+    let mut abs = std::path::PathBuf::from("/");
+    for c in cwd.join(src).components() {
+        match c {
+            std::path::Component::Normal(n) => abs.push(n),
+            std::path::Component::ParentDir => {
+                abs.pop();
+            }
+            _ => {}
+        }
+    }
+    format!("{}:{rest}", abs.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::absolute_bind_source;
+
+    #[test]
+    fn relative_bind_sources_become_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        let parent = cwd.parent().unwrap_or(&cwd).display().to_string();
+        assert_eq!(
+            absolute_bind_source("./d:/x:ro"),
+            format!("{}/d:/x:ro", cwd.display())
+        );
+        assert_eq!(absolute_bind_source("..:/x"), format!("{parent}:/x"));
+        assert_eq!(absolute_bind_source("name:/x"), "name:/x");
+        assert_eq!(absolute_bind_source("/abs:/x"), "/abs:/x");
+        assert_eq!(absolute_bind_source("./only"), "./only");
+    }
+}
