@@ -170,7 +170,8 @@ fn label_matches(v: &VolumeRecord, want: &str) -> bool {
 
 fn inspect_json(e: &Engine, v: &VolumeRecord) -> Value {
     json!({
-        "CreatedAt": berth_engine::lifecycle::format_time(v.created),
+        // Docker's volumes carry RFC 3339 without fractions (containers have nanoseconds).
+        "CreatedAt": berth_engine::lifecycle::format_time(v.created).replace(".000000000", ""),
         "Driver": v.driver,
         "Labels": v.labels,
         "Mountpoint": e.volumes().mountpoint(&v.name),

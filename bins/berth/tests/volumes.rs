@@ -170,6 +170,8 @@ fn volume_create_ls_inspect_and_in_use_refusal() {
     assert_eq!(v[0]["Scope"], "local");
     assert_eq!(v[0]["Labels"]["tier"], "db");
     assert_eq!(v[0]["Options"]["type"], "tmpfs");
+    let created = v[0]["CreatedAt"].as_str().unwrap();
+    assert!(created.len() == 20 && created.ends_with('Z'), "{created}");
     let ls = text(&fx.berth(&["volume", "ls"]).stdout);
     assert!(ls.starts_with("DRIVER    VOLUME NAME\n"), "{ls}");
     assert!(ls.contains("local     fast\n"), "{ls}");
@@ -181,7 +183,7 @@ fn volume_create_ls_inspect_and_in_use_refusal() {
         "--format",
         "{{.Name}} {{.Driver}}",
         "-f",
-        "name=fa",
+        "name=ast",
     ]);
     assert_eq!(text(&out.stdout), "fast local\n");
 
