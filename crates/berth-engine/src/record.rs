@@ -288,6 +288,48 @@ impl Records {
         lock_file(&self.dir.join("index.lock"))
     }
 
+    /// Removes what a `berth` killed inside the index lock left (a half-built `.new-<id>`
+    /// directory, a record directory whose removal was cut short, a name whose record is
+    /// gone), when nobody holds the index lock; never waits for it. Called by listings, so
+    /// `ps` and the `rm -f` that follows leave nothing behind after SIGKILLs.
+    fn sweep_if_idle(&self) {
+        let Ok(f) = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join("index.lock"))
+        else {
+            return;
+        };
+        if rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            self.sweep_locked();
+        }
+    }
+
+    /// The sweep itself; the caller holds the index lock, so nothing found is in progress.
+    fn sweep_locked(&self) {
+        let Ok(rd) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let n = e.file_name();
+            let Some(n) = n.to_str() else { continue };
+            let half_built = n.starts_with(".new-");
+            let half_removed = is_full_id(n) && !e.path().join("container.json").exists();
+            if half_built || half_removed {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+        if let Ok(rd) = fs::read_dir(self.dir.join("names")) {
+            for e in rd.flatten() {
+                let owner = fs::read_to_string(e.path()).unwrap_or_default();
+                if !self.record_path(owner.trim()).exists() {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
     /// Serialises changes to one container's record.
     pub fn lock(&self, id: &str) -> Result<Lock, RecordError> {
         lock_file(&self.dir(id).join("lock"))
@@ -307,18 +349,30 @@ impl Records {
             return Err(RecordError::InvalidName(rec.name.clone()));
         }
         let _index = self.lock_index()?;
+        self.sweep_locked();
         if let Some(id) = self.name_owner(&rec.name) {
             return Err(RecordError::NameInUse {
                 name: rec.name.clone(),
                 id,
             });
         }
+        // The record appears whole or not at all: built in `.new-<id>`, renamed into place,
+        // then named. A kill before the rename leaves only `.new-<id>` (swept later); after
+        // it, a record that `ps` lists and `rm -f` removes.
         let dir = self.dir(&rec.id);
-        fs::create_dir(&dir).map_err(io_err("creating", &dir))?;
+        let tmp = self.dir.join(format!(".new-{}", rec.id));
         let name_path = self.name_path(&rec.name);
-        let res = write_atomic(&name_path, rec.id.as_bytes()).and_then(|()| self.save(rec));
+        let res = fs::create_dir(&tmp)
+            .map_err(io_err("creating", &tmp))
+            .and_then(|()| {
+                let data = serde_json::to_vec_pretty(rec).expect("a record serialises");
+                write_atomic(&tmp.join("container.json"), &data)
+            })
+            .and_then(|()| fs::rename(&tmp, &dir).map_err(io_err("renaming into place", &dir)))
+            .and_then(|()| write_atomic(&name_path, rec.id.as_bytes()));
         if res.is_err() {
             let _ = fs::remove_file(&name_path);
+            let _ = fs::remove_dir_all(&tmp);
             let _ = fs::remove_dir_all(&dir);
         }
         res
@@ -346,6 +400,7 @@ impl Records {
 
     /// Full ids of all containers, in no particular order.
     pub fn ids(&self) -> Result<Vec<String>, RecordError> {
+        self.sweep_if_idle();
         let mut ids = Vec::new();
         for e in fs::read_dir(&self.dir).map_err(io_err("listing", &self.dir))? {
             let e = e.map_err(io_err("listing", &self.dir))?;
@@ -555,6 +610,31 @@ mod tests {
         assert_eq!(r.resolve(&a[..12]).unwrap(), b);
         assert_eq!(r.list().unwrap().len(), 1);
         assert!(r.name_owner("web").is_none());
+    }
+
+    #[test]
+    fn leftovers_of_killed_inserts_and_removes_are_swept() {
+        let t = tempfile::tempdir().unwrap();
+        let r = Records::open(t.path()).unwrap();
+        let live = "a".repeat(64);
+        r.insert(&rec(&live, "live")).unwrap();
+        // What SIGKILLs inside the index lock can leave: a half-built record, a record whose
+        // removal stopped after container.json went, a name whose record is gone.
+        let half_built = t
+            .path()
+            .join("containers")
+            .join(format!(".new-{}", "b".repeat(64)));
+        fs::create_dir(&half_built).unwrap();
+        let half_removed = r.dir(&"c".repeat(64));
+        fs::create_dir_all(half_removed.join("bundle")).unwrap();
+        fs::write(r.name_path("stale"), "d".repeat(64)).unwrap();
+        assert_eq!(r.ids().unwrap(), vec![live.clone()]);
+        assert!(!half_built.exists() && !half_removed.exists());
+        assert!(r.name_owner("stale").is_none());
+        assert_eq!(r.name_owner("live"), Some(live));
+        // A name left by a killed insert does not block its reuse.
+        fs::write(r.name_path("again"), "e".repeat(64)).unwrap();
+        r.insert(&rec(&"f".repeat(64), "again")).unwrap();
     }
 
     #[test]
