@@ -762,3 +762,67 @@ fn volumes_from_ps_volume_filter_and_inspect_config_volumes() {
     assert!(fx.berth(&["volume", "rm", "shared"]).status.success());
     fx.assert_no_leaks();
 }
+
+/// CVE-2021-30465 through the engine: one container swaps a directory and a symlink to a host
+/// path in a shared volume while others are created with a mount below that path. The mount
+/// target is resolved inside each container's rootfs and mounted through a descriptor, so
+/// whichever the swap shows, nothing is mounted on the host and the host sentinel stays empty.
+#[test]
+fn cve_2021_30465_symlink_swaps_in_a_shared_volume_never_mount_on_the_host() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let sentinel = tempfile::Builder::new()
+        .prefix("berth-sentinel-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let target = sentinel.path().to_str().unwrap().to_owned();
+    let swapper = format!(
+        "cd /shared; while :; do busybox rm -rf m; busybox mkdir m; busybox rm -rf m; busybox ln -s {target} m; done"
+    );
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "swapper",
+        "-v",
+        "shared:/shared",
+        "busybox",
+        "sh",
+        "-c",
+        &swapper,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mounted_on_host = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains(&target))
+    };
+    let mut started = 0;
+    for _ in 0..25 {
+        let out = fx.run(&[
+            "--rm",
+            "-v",
+            "shared:/shared",
+            "--mount",
+            "type=tmpfs,target=/shared/m",
+            "busybox",
+            "true",
+        ]);
+        // Created or refused (the symlink dangles inside the rootfs): both are fine.
+        match out.status.code() {
+            Some(0) => started += 1,
+            Some(125) => {}
+            other => panic!("{other:?}: {}", text(&out.stderr)),
+        }
+        assert!(!mounted_on_host());
+        assert_eq!(std::fs::read_dir(sentinel.path()).unwrap().count(), 0);
+    }
+    eprintln!("{started} of 25 victims started");
+    assert!(fx.berth(&["rm", "-f", "swapper"]).status.success());
+    assert!(fx.berth(&["volume", "rm", "shared"]).status.success());
+    assert!(!mounted_on_host());
+    assert_eq!(std::fs::read_dir(sentinel.path()).unwrap().count(), 0);
+    fx.assert_no_leaks();
+}
