@@ -763,12 +763,13 @@ fn volumes_from_ps_volume_filter_and_inspect_config_volumes() {
     fx.assert_no_leaks();
 }
 
-/// CVE-2021-30465 through the engine: one container swaps a directory and a symlink to a host
-/// path in a shared volume while others are created with a mount below that path. The mount
-/// target is resolved inside each container's rootfs and mounted through a descriptor, so
-/// whichever the swap shows, nothing is mounted on the host and the host sentinel stays empty.
+/// CVE-2021-30465 and CVE-2024-45310 through the engine: one container swaps a directory and a
+/// symlink to a host path in a shared volume while others are created with a mount there. The
+/// mount target is resolved (and created) inside each container's rootfs and mounted through a
+/// descriptor, so whichever the swap shows, nothing is mounted or created on the host: the
+/// sentinel directory the symlink points into stays empty.
 #[test]
-fn cve_2021_30465_symlink_swaps_in_a_shared_volume_never_mount_on_the_host() {
+fn cve_2021_30465_symlink_swaps_in_a_shared_volume_never_reach_the_host() {
     if !prerequisites() {
         return;
     }
@@ -779,7 +780,7 @@ fn cve_2021_30465_symlink_swaps_in_a_shared_volume_never_mount_on_the_host() {
         .unwrap();
     let target = sentinel.path().to_str().unwrap().to_owned();
     let swapper = format!(
-        "cd /shared; while :; do busybox rm -rf m; busybox mkdir m; busybox rm -rf m; busybox ln -s {target} m; done"
+        "cd /shared; while :; do busybox rm -rf m; busybox mkdir m; busybox rm -rf m; busybox ln -s {target}/created m; done"
     );
     let out = fx.run(&[
         "-d",
