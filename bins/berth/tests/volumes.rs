@@ -827,3 +827,46 @@ fn cve_2021_30465_symlink_swaps_in_a_shared_volume_never_reach_the_host() {
     assert_eq!(std::fs::read_dir(sentinel.path()).unwrap().count(), 0);
     fx.assert_no_leaks();
 }
+
+/// A `berth run` with volumes killed at any step leaves a state that `rm -f -v` and
+/// `volume prune` clean completely.
+#[test]
+fn sigkill_of_run_with_volumes_leaves_a_state_rm_and_prune_clean() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    import_app(&fx);
+    for delay_ms in [0u64, 1, 2, 4, 7, 10, 15, 20, 30, 50, 80] {
+        let mut child = std::process::Command::new(common::fixture::BERTH)
+            .arg("--root")
+            .arg(fx.root())
+            .args(["run", "--rm", "--cgroup-parent", &fx.cgroup_parent])
+            .args(["-v", "/anon", "app", "sleep", "1000"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let ps = text(&fx.berth(&["ps", "-aq", "--no-trunc"]).stdout);
+    for id in ps.lines() {
+        let rm = fx.berth(&["rm", "-f", "-v", id]);
+        assert!(rm.status.success(), "{}", text(&rm.stderr));
+    }
+    // Volumes made by a run killed before its record existed are unused anonymous ones.
+    let out = fx.berth(&["volume", "prune", "-f"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(volumes(&fx).is_empty(), "{:?}", volumes(&fx));
+    // Nor anything half-made that no command lists.
+    let left: Vec<_> = std::fs::read_dir(fx.root().join("volumes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    fx.assert_no_leaks();
+}

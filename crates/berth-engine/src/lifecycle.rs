@@ -581,23 +581,20 @@ impl Engine {
     fn teardown(&self, rec: &ContainerRecord, anonymous_volumes: bool) -> Vec<String> {
         let mut problems = Vec::new();
         match ops::delete::delete(&self.runtime, &rec.id, true) {
-            Ok(_) => {}
-            Err(ops::delete::DeleteError::State(StateError::NotFound(_))) => {
-                // No runtime state: the runtime may still have made the cgroup before a
-                // SIGKILL stopped it from recording one. The leaf is named after this
-                // container, so it is ours to empty and remove (its parents are not).
-                if let Ok(mut cg) =
-                    berth_runtime::cgroups::Cgroup::resolve(Some(&rec.cgroup_path), &rec.id)
-                {
-                    if cg.dirs.iter().any(|d| d.exists()) {
-                        cg.created = cg.dirs.clone();
-                        if let Err(e) = cg.destroy() {
-                            problems.push(crate::exec::chain(&e));
-                        }
-                    }
+            Ok(_) | Err(ops::delete::DeleteError::State(StateError::NotFound(_))) => {}
+            Err(e) => problems.push(crate::exec::chain(&e)),
+        }
+        // A SIGKILL can stop the runtime after it made the cgroup and before its state says
+        // so. The leaf is named after this container, so it is ours to empty and remove
+        // (its parents are not).
+        if let Ok(mut cg) = berth_runtime::cgroups::Cgroup::resolve(Some(&rec.cgroup_path), &rec.id)
+        {
+            if cg.dirs.iter().any(|d| d.exists()) {
+                cg.created = cg.dirs.clone();
+                if let Err(e) = cg.destroy() {
+                    problems.push(crate::exec::chain(&e));
                 }
             }
-            Err(e) => problems.push(crate::exec::chain(&e)),
         }
         match self.store() {
             Ok(store) => {

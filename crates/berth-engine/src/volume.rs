@@ -153,10 +153,23 @@ impl Volumes {
         fs::create_dir_all(&self.dir).map_err(io_err("creating", &self.dir))
     }
 
-    /// The lock that orders volume changes against container creation.
+    /// The lock that orders volume changes against container creation. Taking it also
+    /// sweeps what a `berth` killed while holding it left: volume directories without a
+    /// record (a creation or removal cut short), invisible to every command otherwise.
     pub fn lock(&self) -> Result<Lock, VolumeError> {
         self.ensure_dir()?;
-        Ok(record::lock_file(&self.dir.join(".lock"))?)
+        let lock = record::lock_file(&self.dir.join(".lock"))?;
+        if let Ok(rd) = fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let half =
+                    name.to_str().is_some_and(valid_name) && !e.path().join("volume.json").exists();
+                if half {
+                    let _ = remove_tree(&e.path());
+                }
+            }
+        }
+        Ok(lock)
     }
 
     /// `<root>/volumes/<name>`.
