@@ -78,6 +78,9 @@ pub enum EngineCmd {
     /// Manage containers.
     #[command(subcommand)]
     Container(ContainerCmd),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(crate::cmd_volume::VolumeCmd),
     /// Supervise one container (started by `run -d`/`start`; not for direct use).
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor { id: String },
@@ -147,9 +150,16 @@ pub struct RunArgs {
     /// Mount a tmpfs: PATH[:OPTIONS].
     #[arg(long)]
     tmpfs: Vec<String>,
-    /// Bind mount: /host/path:/container/path[:ro|rw|z|Z].
+    /// Bind mount or volume: /host/path:/ctr/path[:OPTS], NAME:/ctr/path[:OPTS] or /ctr/path
+    /// (an anonymous volume); OPTS: ro, rw, z, Z, nocopy, propagation.
     #[arg(short, long = "volume")]
     volume: Vec<String>,
+    /// Attach a filesystem mount: type=bind|volume|tmpfs,source=..,target=..[,readonly][,...].
+    #[arg(long)]
+    mount: Vec<String>,
+    /// Mount the volumes and bind mounts of another container: CONTAINER[:ro|rw].
+    #[arg(long)]
+    volumes_from: Vec<String>,
     /// Memory limit (e.g. 256m).
     #[arg(short, long)]
     memory: Option<String>,
@@ -301,6 +311,10 @@ fn ps_matches(r: &ContainerRecord, filters: &[(String, String)]) -> bool {
                             .trim_start_matches("sha256:")
                             .starts_with(v.trim_start_matches("sha256:"))
                 }
+                // A volume's name, or any mount's destination or bind source (Docker's).
+                "volume" => r.mounts.iter().any(|m| {
+                    m.kind != "tmpfs" && (m.name == *v || m.destination == *v || m.source == *v)
+                }),
                 "label" => r.labels.iter().any(|l| match v.split_once('=') {
                     Some(_) => l == v,
                     None => l.split('=').next() == Some(v.as_str()),
@@ -352,6 +366,9 @@ pub struct RmArgs {
     /// Force the removal of a running container (SIGKILL).
     #[arg(short, long)]
     force: bool,
+    /// Remove the container's anonymous volumes too.
+    #[arg(short, long)]
+    volumes: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -447,7 +464,7 @@ fn run(
             Ok(())
         }),
         EngineCmd::Rm(a) => each(&a.containers, |c| {
-            e.remove(c, a.force)?;
+            e.remove_with_volumes(c, a.force, a.volumes)?;
             Ok(())
         }),
         EngineCmd::Exec(a) => {
@@ -530,6 +547,7 @@ fn run(
             Ok(0)
         }
         EngineCmd::Container(ContainerCmd::Fs(c)) => crate::cmd_fs::dispatch(root, c),
+        EngineCmd::Volume(v) => crate::cmd_volume::run(&e, v),
         EngineCmd::ContainerMonitor { id } => Ok(berth_engine::monitor::run(&e, &id) as u8),
     }
 }
@@ -611,7 +629,13 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         auto_remove: a.rm,
         read_only: a.read_only,
         tmpfs: a.tmpfs.clone(),
-        volumes: a.volume.clone(),
+        volumes: a
+            .volume
+            .iter()
+            .map(|v| crate::cmd_volume::absolute_bind_source(v))
+            .collect(),
+        mounts: a.mount.clone(),
+        volumes_from: a.volumes_from.clone(),
         memory: a.memory.clone(),
         cpus: a.cpus.clone(),
         pids_limit: a.pids_limit,
@@ -656,7 +680,7 @@ fn cmd_run(e: &Engine, a: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
     if a.detach {
         if let Err(err) = e.start_detached(&rec.id) {
             // `run` made this container; a failed start must not leave it behind.
-            let _ = e.remove(&rec.id, true);
+            let _ = e.remove_with_volumes(&rec.id, true, true);
             return start_failed(err);
         }
         println!("{}", rec.id);
@@ -665,7 +689,7 @@ fn cmd_run(e: &Engine, a: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
     match e.start_foreground(&rec.id) {
         Ok(code) => Ok(code as u8),
         Err(err) => {
-            let _ = e.remove(&rec.id, true);
+            let _ = e.remove_with_volumes(&rec.id, true, true);
             start_failed(err)
         }
     }
@@ -796,7 +820,7 @@ fn cmd_ps(e: &Engine, a: PsArgs) -> Res {
         let (k, v) = f
             .split_once('=')
             .ok_or_else(|| format!("bad format of filter (expected name=value): {f:?}"))?;
-        if !["status", "name", "id", "label", "ancestor"].contains(&k) {
+        if !["status", "name", "id", "label", "ancestor", "volume"].contains(&k) {
             return Err(format!("invalid filter {k:?}").into());
         }
         filters.push((k.to_owned(), v.to_owned()));
@@ -831,6 +855,11 @@ fn cmd_ps(e: &Engine, a: PsArgs) -> Res {
             "Names": r.name,
             "Labels": r.labels.join(","),
             "Ports": "",
+            // Docker: each mount's volume name or source, truncated to 15 characters.
+            "Mounts": r.mounts.iter().filter(|m| m.kind != "tmpfs").map(|m| {
+                let n = if m.name.is_empty() { &m.source } else { &m.name };
+                if a.no_trunc { n.clone() } else { truncate(n, 15) }
+            }).collect::<Vec<_>>().join(","),
         })
     };
     match a.format.as_deref() {
@@ -853,6 +882,7 @@ fn cmd_ps(e: &Engine, a: PsArgs) -> Res {
                 "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
                 "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Status": "STATUS",
                 "State": "STATE", "Names": "NAMES", "Labels": "LABELS", "Ports": "PORTS",
+                "Mounts": "MOUNTS",
             });
             println!("{}", crate::format::render(t, &names));
             for r in &all {
@@ -954,11 +984,11 @@ fn inspect_json(r: &ContainerRecord) -> Value {
     let binds: Vec<String> = r
         .mounts
         .iter()
-        .filter(|m| m.kind == "bind")
+        .filter(|m| m.kind == "bind" || (m.kind == "volume" && !m.anonymous))
         .map(|m| {
             format!(
                 "{}:{}{}",
-                m.source,
+                if m.kind == "bind" { &m.source } else { &m.name },
                 m.destination,
                 if m.rw { "" } else { ":ro" }
             )
@@ -1023,14 +1053,26 @@ fn inspect_json(r: &ContainerRecord) -> Value {
                 "MaximumRetryCount": r.restart_policy.split_once(':').and_then(|(_, n)| n.parse::<u32>().ok()).unwrap_or(0),
             },
         },
-        "Mounts": r.mounts.iter().map(|m| json!({
-            "Type": m.kind,
-            "Source": m.source,
-            "Destination": m.destination,
-            "Mode": if m.rw { "" } else { "ro" },
-            "RW": m.rw,
-            "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
-        })).collect::<Vec<_>>(),
+        "Mounts": r.mounts.iter().map(|m| {
+            let mut j = json!({
+                "Type": m.kind,
+                "Source": m.source,
+                "Destination": m.destination,
+                "Mode": if m.rw { "" } else { "ro" },
+                "RW": m.rw,
+                "Propagation": match m.kind.as_str() {
+                    "bind" if m.propagation.is_empty() => "rprivate",
+                    "bind" => m.propagation.as_str(),
+                    _ => "",
+                },
+            });
+            if m.kind == "volume" {
+                j["Name"] = json!(m.name);
+                j["Driver"] = json!("local");
+                j["Mode"] = json!(if m.rw { "z" } else { "ro" });
+            }
+            j
+        }).collect::<Vec<_>>(),
         "Config": {
             "Hostname": r.hostname,
             "User": r.user,
@@ -1042,6 +1084,10 @@ fn inspect_json(r: &ContainerRecord) -> Value {
             "WorkingDir": r.working_dir,
             "StopSignal": r.stop_signal,
             "StopTimeout": r.stop_timeout,
+            // Docker: the image's and `-v /path` anonymous volumes.
+            "Volumes": r.mounts.iter().filter(|m| m.kind == "volume" && m.anonymous)
+                .map(|m| (m.destination.clone(), json!({})))
+                .collect::<serde_json::Map<String, Value>>(),
             "Labels": r.labels.iter().map(|l| {
                 let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
                 (k.to_owned(), json!(v))

@@ -7,6 +7,7 @@
 mod cmd_fs;
 mod cmd_isolation;
 mod cmd_run;
+mod cmd_volume;
 mod format;
 mod progress;
 
@@ -181,7 +182,8 @@ struct ImportArgs {
     file: String,
     /// Name for the new image.
     reference: Option<String>,
-    /// Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE.
+    /// Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE,
+    /// VOLUME.
     #[arg(short, long)]
     change: Vec<String>,
 }

@@ -929,6 +929,26 @@ fn foreground_run_forwards_signals_to_the_container() {
     stdout.read_line(&mut first).unwrap();
     assert_eq!(first, "ready\n");
     let pid = child.id().to_string();
+    // berth blocks signals for forwarding only after the spawn (see docs/engine.md), so the
+    // container can print "ready" first: a SIGTERM then would kill berth itself and leave
+    // the container holding our pipe. Wait until SIGTERM is blocked.
+    let sigterm_blocked = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            // SIGTERM is signal 15: bit 14 of the mask.
+            .is_some_and(|m| m & (1 << 14) != 0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !sigterm_blocked() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "berth never blocked SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()

@@ -72,6 +72,9 @@ pub struct ImageConfig {
     pub user: Option<String>,
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// `{"/path": {}}`: an anonymous volume per path.
+    #[serde(default)]
+    pub volumes: Option<std::collections::BTreeMap<String, Value>>,
 }
 
 impl ImageConfig {
@@ -103,8 +106,12 @@ pub struct RunOptions {
     pub read_only: bool,
     /// `--tmpfs PATH[:OPTIONS]`.
     pub tmpfs: Vec<String>,
-    /// `-v SRC:DST[:ro|rw|z|Z]` (bind mounts only).
+    /// `-v SRC:DST[:OPTS]`, `-v NAME:DST[:OPTS]`, `-v DST`.
     pub volumes: Vec<String>,
+    /// `--mount type=bind|volume|tmpfs,...`.
+    pub mounts: Vec<String>,
+    /// `--volumes-from CONTAINER[:ro|rw]`: that container's volumes and bind mounts.
+    pub volumes_from: Vec<String>,
     pub memory: Option<String>,
     pub cpus: Option<String>,
     pub pids_limit: Option<i64>,
@@ -405,10 +412,12 @@ pub enum BundleError {
     Cpus(String),
     #[error("invalid --pids-limit value {0}")]
     PidsLimit(i64),
-    #[error("invalid volume specification {spec:?}: {why}")]
-    Volume { spec: String, why: &'static str },
-    #[error("invalid --tmpfs {spec:?}: the destination must be an absolute path")]
-    Tmpfs { spec: String },
+    #[error(transparent)]
+    Mount(#[from] crate::mountspec::MountSpecError),
+    #[error("invalid --volumes-from {0:?}: expected CONTAINER[:ro|rw]")]
+    VolumesFrom(String),
+    #[error("invalid volume path {path:?} in the image config: it must be absolute, without ..")]
+    ImageVolume { path: String },
     #[error("unknown capability {0:?}")]
     Capability(String),
     #[error("publishing ports (-p {0}) is not supported yet: Berth has no bridge networking; use --network host")]
@@ -611,62 +620,40 @@ pub fn environment(img: &ImageConfig, opts: &RunOptions, hostname: &str) -> Vec<
     env
 }
 
-fn parse_volume(spec: &str) -> Result<(String, String, bool), BundleError> {
-    let bad = |why| BundleError::Volume {
-        spec: spec.to_owned(),
-        why,
-    };
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (src, dst, mode) = match parts.as_slice() {
-        [s, d] => (*s, *d, ""),
-        [s, d, m] => (*s, *d, *m),
-        [_] => return Err(bad("anonymous volumes are not supported yet; use SRC:DST")),
-        _ => return Err(bad("expected SRC:DST[:OPTIONS]")),
-    };
-    if !src.starts_with('/') {
-        return Err(bad(
-            "named volumes are not supported yet; the source must be an absolute host path",
-        ));
-    }
-    if !dst.starts_with('/') || dst.split('/').any(|c| c == "..") {
-        return Err(bad("the destination must be an absolute path without .."));
-    }
-    let mut rw = true;
-    for m in mode.split(',').filter(|m| !m.is_empty()) {
-        match m {
-            "ro" => rw = false,
-            "rw" => rw = true,
-            // SELinux relabelling: accepted, nothing to do on a host without SELinux.
-            "z" | "Z" => {}
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {}
-            _ => return Err(bad("unknown option (known: ro, rw, z, Z, propagation)")),
-        }
-    }
-    Ok((src.to_owned(), dst.to_owned(), rw))
+/// The mounts a container gets beyond the runtime's defaults, as records (`-v`, `--mount`,
+/// `--tmpfs`); volumes have no source yet.
+pub fn user_mounts(opts: &RunOptions) -> Result<Vec<crate::record::MountRecord>, BundleError> {
+    Ok(crate::mountspec::parse_all(
+        &opts.volumes,
+        &opts.mounts,
+        &opts.tmpfs,
+    )?)
 }
 
-/// The mounts a container gets beyond the runtime's defaults, as records.
-pub fn user_mounts(opts: &RunOptions) -> Result<Vec<crate::record::MountRecord>, BundleError> {
-    let mut out = Vec::new();
-    for v in &opts.volumes {
-        let (source, destination, rw) = parse_volume(v)?;
-        out.push(crate::record::MountRecord {
-            kind: "bind".into(),
-            source,
-            destination,
-            rw,
-        });
-    }
-    for t in &opts.tmpfs {
-        let (dst, o) = t.split_once(':').unwrap_or((t.as_str(), ""));
-        if !dst.starts_with('/') || dst.split('/').any(|c| c == "..") {
-            return Err(BundleError::Tmpfs { spec: t.clone() });
+/// The image's `Volumes` that no mount of the user covers, as anonymous volume mounts
+/// (Docker's semantics), in path order. A path that is relative or climbs with `..` is refused
+/// (CVE-2022-23648).
+pub fn image_volumes(
+    img: &ImageConfig,
+    user: &[crate::record::MountRecord],
+) -> Result<Vec<crate::record::MountRecord>, BundleError> {
+    let mut out: Vec<crate::record::MountRecord> = Vec::new();
+    for path in img.volumes.iter().flat_map(|v| v.keys()) {
+        let destination = crate::volume::clean_container_path(path)
+            .ok_or_else(|| BundleError::ImageVolume { path: path.clone() })?;
+        if user
+            .iter()
+            .chain(out.iter())
+            .any(|m| m.destination == destination)
+        {
+            continue;
         }
         out.push(crate::record::MountRecord {
-            kind: "tmpfs".into(),
-            source: o.to_owned(),
-            destination: dst.to_owned(),
-            rw: !o.split(',').any(|x| x == "ro"),
+            kind: "volume".into(),
+            destination,
+            rw: true,
+            anonymous: true,
+            ..Default::default()
         });
     }
     Ok(out)
@@ -754,9 +741,26 @@ pub fn build_spec(
         }));
     }
     for m in inp.mounts {
-        match m.kind.as_str() {
-            "bind" => {
-                let mut o = vec!["rbind", "rprivate"];
+        match (m.kind.as_str(), &m.fs) {
+            // A volume with filesystem options: that filesystem, or with `o=bind` that device.
+            ("volume", Some(fs)) => {
+                let mut o: Vec<&str> = fs.options.split(',').filter(|x| !x.is_empty()).collect();
+                let bind = o.iter().any(|x| *x == "bind" || *x == "rbind");
+                if !m.rw {
+                    o.push("ro");
+                }
+                let typ = if bind { "bind" } else { fs.fstype.as_str() };
+                mounts.push(json!({
+                    "destination": m.destination, "type": typ, "source": fs.device, "options": o,
+                }));
+            }
+            ("bind" | "volume", _) => {
+                let mut o = vec![if m.nonrecursive { "bind" } else { "rbind" }];
+                o.push(if m.propagation.is_empty() {
+                    "rprivate"
+                } else {
+                    m.propagation.as_str()
+                });
                 if !m.rw {
                     o.push("ro");
                 }
@@ -934,6 +938,7 @@ mod tests {
             working_dir: None,
             user: None,
             stop_signal: None,
+            volumes: None,
         }
     }
 
@@ -1075,10 +1080,109 @@ mod tests {
         })
         .contains("not supported yet"));
         assert!(e(RunOptions {
-            volumes: vec!["vol:/data".into()],
+            volumes: vec!["vol:/data:bogus".into()],
             ..Default::default()
         })
-        .contains("named volumes"));
+        .contains("invalid mode: bogus"));
+    }
+
+    #[test]
+    fn image_volumes_become_anonymous_unless_covered() {
+        let mut i = img();
+        i.volumes = Some(
+            [("/data/", json!({})), ("/logs", json!({}))]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        );
+        let user = user_mounts(&RunOptions {
+            volumes: vec!["named:/data".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let v = image_volumes(&i, &user).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].destination, "/logs");
+        assert!(v[0].anonymous && v[0].kind == "volume");
+        i.volumes = Some(
+            [("/../../../etc/shadow".to_string(), json!({}))]
+                .into_iter()
+                .collect(),
+        );
+        assert!(matches!(
+            image_volumes(&i, &[]),
+            Err(BundleError::ImageVolume { .. })
+        ));
+    }
+
+    #[test]
+    fn volume_mounts_in_the_spec() {
+        let mounts = vec![
+            crate::record::MountRecord {
+                kind: "volume".into(),
+                source: "/var/lib/berth/volumes/v/_data".into(),
+                destination: "/v".into(),
+                rw: false,
+                name: "v".into(),
+                ..Default::default()
+            },
+            crate::record::MountRecord {
+                kind: "volume".into(),
+                source: "tmpfs".into(),
+                destination: "/t".into(),
+                rw: true,
+                name: "t".into(),
+                fs: Some(crate::volume::FsMount {
+                    fstype: "tmpfs".into(),
+                    device: "tmpfs".into(),
+                    options: "size=1m".into(),
+                }),
+                ..Default::default()
+            },
+            crate::record::MountRecord {
+                kind: "bind".into(),
+                source: "/srv".into(),
+                destination: "/srv".into(),
+                rw: true,
+                propagation: "rshared".into(),
+                nonrecursive: true,
+                ..Default::default()
+            },
+        ];
+        let user = ResolvedUser {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+        };
+        let args = vec!["sh".to_string()];
+        let s = build_spec(
+            &RunOptions::default(),
+            &SpecInputs {
+                id: "x",
+                hostname: "abc",
+                args: &args,
+                env: &[],
+                cwd: "/",
+                user: &user,
+                mounts: &mounts,
+                etc_files: &[],
+                cgroups_path: "/berth/x",
+                joined: &[],
+            },
+        )
+        .unwrap();
+        let v = serde_json::to_value(&s).unwrap();
+        let m = v["mounts"].as_array().unwrap();
+        let find = |d: &str| m.iter().find(|m| m["destination"] == d).unwrap().clone();
+        assert_eq!(
+            find("/v"),
+            json!({"destination": "/v", "type": "bind", "source": "/var/lib/berth/volumes/v/_data", "options": ["rbind", "rprivate", "ro"]})
+        );
+        assert_eq!(
+            find("/t"),
+            json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]})
+        );
+        assert_eq!(find("/srv")["options"], json!(["bind", "rshared"]));
     }
 
     #[test]

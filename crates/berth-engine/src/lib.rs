@@ -21,9 +21,11 @@ pub mod lifecycle;
 pub mod logs;
 pub mod manage;
 pub mod monitor;
+pub mod mountspec;
 pub mod names;
 pub mod record;
 pub mod user;
+pub mod volume;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -70,6 +70,8 @@ pub enum CreateError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
     #[error("{original}; cleaning up afterwards also failed: {cleanup}")]
     CleanupFailed {
         #[source]
@@ -304,7 +306,35 @@ impl Engine {
         for u in &opts.ulimits {
             bundle::parse_ulimit(u)?;
         }
-        let mounts = bundle::user_mounts(opts)?;
+        let mut mounts = bundle::user_mounts(opts)?;
+        // --volumes-from: the other container's volumes and binds, where no mount of ours is.
+        for vf in &opts.volumes_from {
+            let (what, mode) = match vf.rsplit_once(':') {
+                Some((c, m @ ("ro" | "rw"))) => (c, Some(m)),
+                Some(_) => return Err(BundleError::VolumesFrom(vf.clone()).into()),
+                None => (vf.as_str(), None),
+            };
+            if what.is_empty() {
+                return Err(BundleError::VolumesFrom(vf.clone()).into());
+            }
+            let from = self.find(what)?;
+            for m in from
+                .mounts
+                .iter()
+                .filter(|m| m.kind == "volume" || m.kind == "bind")
+            {
+                if mounts.iter().any(|x| x.destination == m.destination) {
+                    continue;
+                }
+                let mut m = m.clone();
+                if let Some(mode) = mode {
+                    m.rw = mode == "rw";
+                }
+                mounts.push(m);
+            }
+        }
+        let from_image = bundle::image_volumes(&img, &mounts)?;
+        mounts.extend(from_image);
         crate::devices::resolve(opts)?;
         let parent = opts
             .cgroup_parent
@@ -392,19 +422,37 @@ impl Engine {
                 userns_mode: opts.userns.clone().unwrap_or_default(),
             },
         };
-        match &opts.name {
-            Some(n) => {
-                rec.name = n.clone();
-                self.records.insert(&rec)?;
+        // Volumes are created, and the record that uses them inserted, under the volumes
+        // lock: a concurrent `volume rm` sees either no volume or a user.
+        let volumes_lock = if rec.mounts.iter().any(|m| m.kind == "volume") {
+            Some(self.volumes().lock()?)
+        } else {
+            None
+        };
+        let mut new_volumes = Vec::new();
+        let inserted = self
+            .attach_volumes(&mut rec.mounts, &mut new_volumes)
+            .map_err(CreateError::from)
+            .and_then(|()| self.insert_named(&mut rec, opts, &id));
+        if let Err(e) = inserted {
+            let vols = self.volumes();
+            for name in &new_volumes {
+                let _ = vols.remove_locked(name);
             }
-            None => {
-                // A generated name may collide with an existing one: draw again.
-                let mut attempt = 0u8;
-                loop {
-                    rec.name = crate::names::generate(&id_seed(&id, attempt));
-                    match self.records.insert(&rec) {
-                        Err(RecordError::NameInUse { .. }) if attempt < 20 => attempt += 1,
-                        other => break other?,
+            return Err(e);
+        }
+        drop(volumes_lock);
+        // `-v /host/path:/dst` creates a missing host directory, as Docker does (`--mount`
+        // refuses it instead).
+        for v in &opts.volumes {
+            if let Ok(m) = crate::mountspec::parse_volume_flag(v) {
+                if m.kind == "bind" && !Path::new(&m.source).exists() {
+                    if let Err(source) = std::fs::create_dir_all(&m.source) {
+                        let e = CreateError::Write {
+                            path: PathBuf::from(&m.source),
+                            source,
+                        };
+                        return Err(self.undo_create(&rec, &new_volumes, e));
                     }
                 }
             }
@@ -418,16 +466,82 @@ impl Engine {
             keep_mounted,
         ) {
             Ok(()) => Ok(rec),
-            Err(e) => {
-                let problems = self.teardown(&rec);
-                if problems.is_empty() {
-                    Err(e)
-                } else {
-                    Err(CreateError::CleanupFailed {
-                        original: Box::new(e),
-                        cleanup: problems.join("; "),
-                    })
+            Err(e) => Err(self.undo_create(&rec, &new_volumes, e)),
+        }
+    }
+
+    /// Inserts `rec` under `opts.name`, or a generated name.
+    fn insert_named(
+        &self,
+        rec: &mut ContainerRecord,
+        opts: &RunOptions,
+        id: &str,
+    ) -> Result<(), CreateError> {
+        match &opts.name {
+            Some(n) => {
+                rec.name = n.clone();
+                self.records.insert(rec)?;
+            }
+            None => {
+                // A generated name may collide with an existing one: draw again.
+                let mut attempt = 0u8;
+                loop {
+                    rec.name = crate::names::generate(&id_seed(id, attempt));
+                    match self.records.insert(rec) {
+                        Err(RecordError::NameInUse { .. }) if attempt < 20 => attempt += 1,
+                        other => break other?,
+                    }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates (or finds) the volume of every volume mount and fills in its source; the names
+    /// of the volumes created go to `created`. The caller holds the volumes lock.
+    fn attach_volumes(
+        &self,
+        mounts: &mut [record::MountRecord],
+        created: &mut Vec<String>,
+    ) -> Result<(), crate::volume::VolumeError> {
+        let vols = self.volumes();
+        for m in mounts.iter_mut().filter(|m| m.kind == "volume") {
+            // A new anonymous volume has no name yet; one shared by --volumes-from has.
+            let wanted = (!m.name.is_empty()).then_some(m.name.as_str());
+            let ensured = self.ensure_volume(wanted)?;
+            if ensured.created {
+                created.push(ensured.record.name.clone());
+            }
+            m.name = ensured.record.name.clone();
+            m.fs = ensured.record.fs_mount();
+            m.source = match &m.fs {
+                Some(fs) => fs.device.clone(),
+                None => vols.mountpoint(&m.name).display().to_string(),
+            };
+        }
+        Ok(())
+    }
+
+    /// Undoes a `create` that failed after its record existed: the container, its anonymous
+    /// volumes and the named volumes this `create` made.
+    fn undo_create(
+        &self,
+        rec: &ContainerRecord,
+        new_volumes: &[String],
+        e: CreateError,
+    ) -> CreateError {
+        let mut problems = self.teardown(rec, true);
+        for name in new_volumes {
+            if let Err(err) = self.volume_remove_if_unused(name) {
+                problems.push(crate::exec::chain(&err));
+            }
+        }
+        if problems.is_empty() {
+            e
+        } else {
+            CreateError::CleanupFailed {
+                original: Box::new(e),
+                cleanup: problems.join("; "),
             }
         }
     }
@@ -458,6 +572,12 @@ impl Engine {
         std::fs::create_dir_all(&rootfs).map_err(write_err(&rootfs))?;
         snaps.mount(&id, &rootfs).map_err(snap_err)?;
 
+        // Docker's copy-up into new (empty) volumes, before anything runs in the rootfs.
+        for m in rec.mounts.iter().filter(|m| m.kind == "volume") {
+            if !m.nocopy && m.fs.is_none() {
+                self.copy_up(&rootfs, &m.destination, &m.name)?;
+            }
+        }
         let user = bundle::resolve_user(&rootfs, img, opts)?;
         let cwd = opts
             .workdir
@@ -511,9 +631,10 @@ impl Engine {
     }
 
     /// Removes everything a container may own: runtime state and cgroup, rootfs mount,
-    /// snapshot, record and name. Continues past errors and returns them; "already gone" is
+    /// snapshot, record and name, and with `anonymous_volumes` its anonymous volumes (those no
+    /// other container uses). Continues past errors and returns them; "already gone" is
     /// success.
-    fn teardown(&self, rec: &ContainerRecord) -> Vec<String> {
+    fn teardown(&self, rec: &ContainerRecord, anonymous_volumes: bool) -> Vec<String> {
         let mut problems = Vec::new();
         match ops::delete::delete(&self.runtime, &rec.id, true) {
             Ok(_) | Err(ops::delete::DeleteError::State(StateError::NotFound(_))) => {}
@@ -541,6 +662,18 @@ impl Engine {
         }
         if let Err(e) = self.records.remove(&rec.id, &rec.name) {
             problems.push(crate::exec::chain(&e));
+        }
+        // After the record: a volume is in use as long as a record names it.
+        if anonymous_volumes {
+            for m in rec
+                .mounts
+                .iter()
+                .filter(|m| m.kind == "volume" && m.anonymous)
+            {
+                if let Err(e) = self.volume_remove_if_unused(&m.name) {
+                    problems.push(crate::exec::chain(&e));
+                }
+            }
         }
         problems
     }
@@ -667,7 +800,8 @@ impl Engine {
             rec.auto_remove.then_some(rec)
         };
         if let Some(rec) = auto_remove {
-            let _ = self.teardown(&rec);
+            // Docker: --rm also removes the container's anonymous volumes.
+            let _ = self.teardown(&rec, true);
         }
     }
 
@@ -927,8 +1061,20 @@ impl Engine {
         }
     }
 
-    /// `berth rm`: removes a stopped container (a running one too with `force`).
+    /// `berth rm`: removes a stopped container (a running one too with `force`), keeping its
+    /// volumes.
     pub fn remove(&self, what: &str, force: bool) -> Result<String, RemoveError> {
+        self.remove_with_volumes(what, force, false)
+    }
+
+    /// `berth rm [-v]`: as [`Self::remove`]; with `volumes` also removes the container's
+    /// anonymous volumes (named ones stay, as in Docker).
+    pub fn remove_with_volumes(
+        &self,
+        what: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<String, RemoveError> {
         let rec = self.reconcile(self.find(what)?);
         let id = rec.id.clone();
         if rec.state.status == Status::Running && force {
@@ -942,7 +1088,7 @@ impl Engine {
         }
         // The supervisor may have removed it (--rm) meanwhile; teardown is idempotent.
         let rec = self.records.load(&id).unwrap_or(rec);
-        let problems = self.teardown(&rec);
+        let problems = self.teardown(&rec, volumes);
         if problems.is_empty() {
             Ok(id)
         } else {

@@ -73,14 +73,35 @@ impl Default for State {
     }
 }
 
-/// A bind mount or tmpfs the container was created with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A bind mount, volume or tmpfs the container was created with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountRecord {
-    /// `bind` or `tmpfs`.
+    /// `bind`, `volume` or `tmpfs`.
     pub kind: String,
+    /// bind: the host path; volume: the volume's content on the host (its `_data`, or the
+    /// device of a volume with filesystem options); tmpfs: the mount options.
     pub source: String,
     pub destination: String,
     pub rw: bool,
+    /// volume: its name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// volume: made for this container (`-v /path`, the image's `Volumes`); `rm -v` and
+    /// `--rm` remove it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+    /// volume: `nocopy` (no copy-up from the image).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nocopy: bool,
+    /// bind: `rprivate` (the default), `private`, `rshared`, `shared`, `rslave`, `slave`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub propagation: String,
+    /// bind: `bind-nonrecursive` (`bind` instead of `rbind`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nonrecursive: bool,
+    /// volume with `type`/`device`/`o` options: the filesystem each container mounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs: Option<crate::volume::FsMount>,
 }
 
 /// What Berth keeps about a container.
@@ -210,7 +231,7 @@ pub struct Lock {
     _file: File,
 }
 
-fn lock_file(path: &Path) -> Result<Lock, RecordError> {
+pub(crate) fn lock_file(path: &Path) -> Result<Lock, RecordError> {
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -297,7 +318,11 @@ impl Records {
             return Err(RecordError::InvalidName(rec.name.clone()));
         }
         let _index = self.lock_index()?;
-        if let Some(id) = self.name_owner(&rec.name) {
+        // A name whose record is gone (a `berth` killed mid-rename) is free again.
+        if let Some(id) = self
+            .name_owner(&rec.name)
+            .filter(|id| self.record_path(id).exists())
+        {
             return Err(RecordError::NameInUse {
                 name: rec.name.clone(),
                 id,
@@ -596,6 +621,30 @@ mod tests {
         assert_eq!(r.resolve(&a[..12]).unwrap(), b);
         assert_eq!(r.list().unwrap().len(), 1);
         assert!(r.name_owner("web").is_none());
+    }
+
+    #[test]
+    fn leftovers_of_killed_inserts_and_removes_are_swept() {
+        let t = tempfile::tempdir().unwrap();
+        let r = Records::open(t.path()).unwrap();
+        let live = "a".repeat(64);
+        r.insert(&rec(&live, "live")).unwrap();
+        // What SIGKILLs inside the index lock can leave: a half-built record, a record whose
+        // removal stopped after the rename, a name's temporary file, a name whose record is gone.
+        let dir = t.path().join("containers");
+        let half_built = dir.join(format!(".{}.new", "b".repeat(64)));
+        fs::create_dir(&half_built).unwrap();
+        let half_removed = dir.join(format!(".{}.gone", "c".repeat(64)));
+        fs::create_dir_all(half_removed.join("bundle")).unwrap();
+        let name_tmp = dir.join(".name-x.1.tmp");
+        fs::write(&name_tmp, "d").unwrap();
+        assert_eq!(r.ids().unwrap(), vec![live.clone()]);
+        assert!(!half_built.exists() && !half_removed.exists() && !name_tmp.exists());
+        assert_eq!(r.name_owner("live"), Some(live));
+        // A name left pointing at a missing record does not block its reuse.
+        fs::write(r.name_path("again"), "e".repeat(64)).unwrap();
+        r.insert(&rec(&"f".repeat(64), "again")).unwrap();
+        assert_eq!(r.name_owner("again"), Some("f".repeat(64)));
     }
 
     #[test]

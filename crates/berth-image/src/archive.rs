@@ -61,7 +61,7 @@ pub enum ArchiveError {
         actual: Digest,
     },
     #[error(
-        "invalid --change {value:?}: expected one of CMD ENTRYPOINT ENV WORKDIR USER LABEL EXPOSE"
+        "invalid --change {value:?}: expected one of CMD ENTRYPOINT ENV WORKDIR USER LABEL EXPOSE VOLUME"
     )]
     Change { value: String },
 }
@@ -528,6 +528,20 @@ pub(crate) fn apply_change(cfg: &mut Value, change: &str) -> Result<(), ArchiveE
                 cfg["ExposedPorts"][p] = json!({});
             }
         }
+        "VOLUME" => {
+            // JSON form `["/a", "/b"]` or paths separated by spaces, as in a Dockerfile.
+            let paths = serde_json::from_str::<Vec<String>>(arg)
+                .unwrap_or_else(|_| arg.split_whitespace().map(str::to_string).collect());
+            if paths.is_empty() {
+                return Err(bad());
+            }
+            if !cfg["Volumes"].is_object() {
+                cfg["Volumes"] = json!({});
+            }
+            for p in paths {
+                cfg["Volumes"][p] = json!({});
+            }
+        }
         _ => return Err(bad()),
     }
     Ok(())
@@ -627,6 +641,11 @@ mod tests {
         apply_change(&mut c, "ENV A=2").unwrap();
         apply_change(&mut c, "WORKDIR /srv").unwrap();
         apply_change(&mut c, "EXPOSE 80 53/udp").unwrap();
+        apply_change(&mut c, r#"VOLUME ["/data", "/../../../etc/shadow"]"#).unwrap();
+        apply_change(&mut c, "VOLUME /cache /logs").unwrap();
+        for v in ["/data", "/../../../etc/shadow", "/cache", "/logs"] {
+            assert!(c["Volumes"][v].is_object(), "{v}");
+        }
         apply_change(&mut c, "LABEL x=\"y\"").unwrap();
         assert_eq!(c["Cmd"], json!(["/bin/sh", "-c", "echo hi"]));
         assert_eq!(c["Entrypoint"], json!(["/bin/sh", "-c", "/init --flag"]));

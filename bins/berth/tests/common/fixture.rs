@@ -1,6 +1,6 @@
 //! The engine tests' fixture: a Berth root under /tmp with a `busybox` image built offline
 //! (`berth import` of a rootfs made from /bin/busybox), a private cgroup parent under
-//! /berth-test/, `assert_no_leaks`, and a `Drop` that removes whatever a test left.
+//! /berth-test/, a leak check, and a `Drop` that removes everything even when a test fails.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,8 @@ pub fn prerequisites() -> bool {
 
 pub const CONTROLLERS: &[&str] = &[
     "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "unified",
+    // The named `name=systemd` hierarchy of this host: the runtime places containers there
+    // too, so the parent made for a test must be removed there as well.
     "systemd",
 ];
 
@@ -63,6 +65,17 @@ impl Fixture {
     }
 
     pub fn import_busybox(&self) {
+        self.import_busybox_with("busybox:latest", |_| {}, &[]);
+    }
+
+    /// Imports the busybox rootfs plus what `extra` appends to the tarball as `reference`,
+    /// with `CMD ["sh"]` and the `--change` instructions in `changes`.
+    pub fn import_busybox_with(
+        &self,
+        reference: &str,
+        extra: impl FnOnce(&mut tar::Builder<std::fs::File>),
+        changes: &[&str],
+    ) {
         let tarball = self.dir.path().join("rootfs.tar");
         let mut b = tar::Builder::new(std::fs::File::create(&tarball).unwrap());
         let mut dir = |path: &str| {
@@ -107,14 +120,19 @@ impl Fixture {
             b.append_link(&mut h, format!("bin/{applet}"), "busybox")
                 .unwrap();
         }
+        extra(&mut b);
         b.into_inner().unwrap().flush().unwrap();
-        let out = self.berth(&[
+        let mut args = vec![
             "import",
             tarball.to_str().unwrap(),
-            "busybox:latest",
+            reference,
             "--change",
             r#"CMD ["sh"]"#,
-        ]);
+        ];
+        for c in changes {
+            args.extend(["--change", c]);
+        }
+        let out = self.berth(&args);
         assert!(out.status.success(), "import: {}", text(&out.stderr));
     }
 
