@@ -78,6 +78,8 @@ pub enum EngineCmd {
     /// Manage containers.
     #[command(subcommand)]
     Container(ContainerCmd),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(AttachArgs),
     /// Supervise one container (started by `run -d`/`start`; not for direct use).
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor { id: String },
@@ -233,6 +235,20 @@ pub struct RunArgs {
     image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct AttachArgs {
+    /// Do not attach STDIN.
+    #[arg(long)]
+    no_stdin: bool,
+    /// Proxy all received signals to the process (not with a tty).
+    #[arg(long, default_value = "true", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    sig_proxy: bool,
+    /// Override the key sequence for detaching a container (default ctrl-p,ctrl-q).
+    #[arg(long)]
+    detach_keys: Option<String>,
+    container: String,
 }
 
 #[derive(clap::Args)]
@@ -417,6 +433,7 @@ fn run(
             Ok(0)
         }
         EngineCmd::Start(a) => cmd_start(&e, a),
+        EngineCmd::Attach(a) => cmd_attach(&e, a),
         EngineCmd::Ps(a) => cmd_ps(&e, a).map(|()| 0),
         EngineCmd::Logs(a) => cmd_logs(&e, a).map(|()| 0),
         EngineCmd::Stop(a) => each(&a.containers, |c| {
@@ -617,11 +634,6 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
 }
 
 fn cmd_run(e: &Engine, a: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
-    if a.detach && a.tty {
-        return Err(
-            "-t with -d is not supported yet (the monitor does not serve terminals)".into(),
-        );
-    }
     let opts = run_options(&a)?;
     let rec = e.create(&opts, true)?;
     if a.detach {
@@ -669,6 +681,34 @@ fn cmd_start(e: &Engine, a: StartArgs) -> Result<u8, Box<dyn std::error::Error>>
         e.start_detached(&id)?;
         Ok(())
     })
+}
+
+/// Docker's `attach`: the container's exit code when it exits, 0 when the user detaches,
+/// 1 when attaching fails (Docker's CLI code for a daemon error).
+fn cmd_attach(e: &Engine, a: AttachArgs) -> Result<u8, Box<dyn std::error::Error>> {
+    let keys = a
+        .detach_keys
+        .as_deref()
+        .unwrap_or(berth_engine::attach::DEFAULT_DETACH_KEYS);
+    let opts = berth_engine::attach::AttachOptions {
+        stdin: !a.no_stdin,
+        sig_proxy: a.sig_proxy,
+        detach_keys: match berth_engine::attach::parse_detach_keys(keys) {
+            Ok(k) => k,
+            Err(err) => {
+                eprintln!("berth: {err}");
+                return Ok(1);
+            }
+        },
+    };
+    match e.attach(&a.container, &opts) {
+        Ok(berth_engine::attach::AttachEnd::Exited(code)) => Ok(code as u8),
+        Ok(berth_engine::attach::AttachEnd::Detached) => Ok(0),
+        Err(err) => {
+            eprintln!("berth: {}", chain(&err));
+            Ok(1)
+        }
+    }
 }
 
 /// Docker runs `ps` on the host with the given options (default `-ef`) and keeps the lines of

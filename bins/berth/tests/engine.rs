@@ -1161,3 +1161,328 @@ fn foreground_run_forwards_signals_to_the_container() {
     assert_eq!(rest, "got-term\n");
     fx.assert_no_leaks();
 }
+
+// ---- the monitor's pty and stdin, `attach`, detach keys ----
+
+/// A shell command run on a pty by util-linux `script`: what we write goes to its terminal,
+/// what the terminal shows is collected by a thread.
+struct Term {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    seen: Vec<u8>,
+}
+
+impl Term {
+    /// None (after saying so) when `script` is missing.
+    fn spawn(cmd: &str) -> Option<Self> {
+        use std::io::Read;
+        if !Path::new("/usr/bin/script").exists() {
+            eprintln!("skipping: needs /usr/bin/script (util-linux) for a terminal");
+            return None;
+        }
+        let mut child = Command::new("/usr/bin/script")
+            .args(["-qec", cmd, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Some(Self {
+            child,
+            stdin,
+            rx,
+            seen: Vec::new(),
+        })
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let s = self.stdin.as_mut().unwrap();
+        s.write_all(bytes).unwrap();
+        s.flush().unwrap();
+    }
+
+    /// Waits until the terminal has shown `needle` (after what earlier calls consumed).
+    fn expect(&mut self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(at) = text(&self.seen).find(needle) {
+                let cut = at + needle.len();
+                self.seen.drain(..cut.min(self.seen.len()));
+                return;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(chunk) => self.seen.extend_from_slice(&chunk),
+                Err(_) => panic!(
+                    "{needle:?} never shown; the terminal shows {:?}",
+                    text(&self.seen)
+                ),
+            }
+        }
+    }
+
+    /// The exit code of the command, and what it showed after the last `expect`.
+    fn wait(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        drop(self.stdin.take());
+        while let Ok(chunk) = self.rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            self.seen.extend_from_slice(&chunk);
+        }
+        (status.code(), text(&self.seen))
+    }
+}
+
+impl Fixture {
+    /// The shell command line of `berth ARGS` for this fixture (for `script`).
+    fn line(&self, args: &str) -> String {
+        format!("{BERTH} --root {} {args}", self.root().display())
+    }
+
+    fn status_of(&self, id: &str) -> String {
+        text(
+            &self
+                .berth(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", id])
+                .stdout,
+        )
+        .trim()
+        .to_owned()
+    }
+}
+
+#[test]
+fn run_dit_serves_a_pty_that_attach_types_into_resizes_and_detaches_from() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&["-dit", "--name", "shell", "busybox", "sh"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The attach client's terminal is 30x100: the container's pty follows it.
+    let Some(mut t) = Term::spawn(&format!(
+        "stty rows 30 cols 100; {}",
+        fx.line("attach shell")
+    )) else {
+        return;
+    };
+    t.send(b"echo hi-$((40+2)); tty; stty size\r");
+    t.expect("hi-42");
+    t.expect("/dev/pts/");
+    t.expect("30 100");
+    // ctrl-p ctrl-q: the client leaves with 0, the container runs on.
+    t.send(b"\x10\x11");
+    let (code, _) = t.wait();
+    assert_eq!(code, Some(0));
+    assert_eq!(fx.status_of("shell"), "running 0");
+    // Everything the pty showed is in the log.
+    let logs = text(&fx.berth(&["logs", "shell"]).stdout);
+    assert!(logs.contains("hi-42"), "{logs}");
+
+    // Two clients at once; other detach keys; the shell's exit ends both with its code.
+    let mut a = Term::spawn(&fx.line("attach --detach-keys z,z shell")).unwrap();
+    let mut b = Term::spawn(&fx.line("attach shell")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // A "z" not followed by another "z" is passed on.
+    a.send(b"echo z-$((1+1))\r");
+    a.expect("z-2");
+    b.expect("z-2");
+    a.send(b"exit 7\r");
+    assert_eq!(a.wait().0, Some(7));
+    assert_eq!(b.wait().0, Some(7));
+    assert_eq!(fx.status_of("shell"), "exited 7");
+    assert!(fx.berth(&["rm", "shell"]).status.success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn create_t_then_start_runs_on_a_pty_under_the_monitor() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.berth(&[
+        "create",
+        "-t",
+        "--cgroup-parent",
+        &fx.cgroup_parent,
+        "busybox",
+        "sh",
+        "-c",
+        "tty; test -t 0 && echo stdin-is-a-tty; exit 4",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    assert!(fx.berth(&["start", &id]).status.success());
+    assert_eq!(text(&fx.berth(&["wait", &id]).stdout).trim(), "4");
+    let logs = text(&fx.berth(&["logs", &id]).stdout);
+    assert!(logs.contains("/dev/pts/0"), "{logs}");
+    assert!(logs.contains("stdin-is-a-tty"), "{logs}");
+    assert!(fx.berth(&["rm", &id]).status.success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn attach_without_a_tty_streams_stdin_stdout_stderr_and_proxies_signals() {
+    if !prerequisites() {
+        return;
+    }
+    use std::io::{BufRead, Read};
+    let fx = Fixture::new();
+    // -di: the monitor keeps stdin open until a client writes to it.
+    let out = fx.run(&[
+        "-di",
+        "busybox",
+        "sh",
+        "-c",
+        "read x; echo got-$x; echo to-stderr >&2; exit 3",
+    ]);
+    let id = text(&out.stdout).trim().to_owned();
+    let mut child = Command::new(BERTH)
+        .arg("--root")
+        .arg(fx.root())
+        .args(["attach", &id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.as_mut().unwrap().write_all(b"abc\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "got-abc\n");
+    assert_eq!(text(&out.stderr), "to-stderr\n");
+    assert_eq!(fx.status_of(&id), "exited 3");
+    assert!(fx.berth(&["rm", &id]).status.success());
+
+    // Two clients; SIGTERM to one with --sig-proxy reaches the container; the other
+    // (--sig-proxy=false, --no-stdin) sees the same output and the same exit code.
+    let out = fx.run(&[
+        "-d",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 9' TERM; while :; do echo tick; sleep 0.1; done",
+    ]);
+    let id = text(&out.stdout).trim().to_owned();
+    let attach = |extra: &[&str]| {
+        Command::new(BERTH)
+            .arg("--root")
+            .arg(fx.root())
+            .arg("attach")
+            .args(extra)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut proxy = attach(&[]);
+    let quiet = attach(&["--sig-proxy=false", "--no-stdin"]);
+    // Once a tick arrives, the client is connected and its signals are being forwarded.
+    let mut first = String::new();
+    let mut proxy_out = std::io::BufReader::new(proxy.stdout.take().unwrap());
+    proxy_out.read_line(&mut first).unwrap();
+    assert_eq!(first, "tick\n");
+    assert!(Command::new("kill")
+        .args(["-TERM", &proxy.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = String::new();
+    proxy_out.read_to_string(&mut rest).unwrap();
+    assert_eq!(proxy.wait().unwrap().code(), Some(9));
+    assert!(rest.ends_with("got-term\n"), "{rest}");
+    let q = quiet.wait_with_output().unwrap();
+    assert_eq!(q.status.code(), Some(9), "{}", text(&q.stderr));
+    assert!(
+        text(&q.stdout).ends_with("tick\ngot-term\n"),
+        "{}",
+        text(&q.stdout)
+    );
+    assert!(fx.berth(&["rm", &id]).status.success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn attach_refuses_stopped_unknown_and_bad_input_like_docker() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&["--name", "done", "busybox", "true"]);
+    assert!(out.status.success());
+    let out = fx.berth(&["attach", "done"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot attach to a stopped container, start it first"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = fx.berth(&["attach", "no-such-container"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no-such-container"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = fx.run(&["-dit", "--name", "tty", "busybox", "sh"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for keys in ["ctrl-1", "alt-x", "", "ctrl-p,"] {
+        let out = fx.berth(&["attach", "--detach-keys", keys, "tty"]);
+        assert_eq!(out.status.code(), Some(1), "{keys:?}");
+        assert!(
+            text(&out.stderr).contains("invalid detach keys"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    // A tty container's stdin wants a terminal (ours is /dev/null)...
+    let out = fx.berth(&["attach", "tty"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the input device is not a TTY"),
+        "{}",
+        text(&out.stderr)
+    );
+    // ... unless stdin is not attached; a paused container is refused.
+    assert!(fx.berth(&["pause", "tty"]).status.success());
+    let out = fx.berth(&["attach", "--no-stdin", "tty"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("paused"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(fx.berth(&["unpause", "tty"]).status.success());
+    // A client that speaks garbage is dropped; the container and its socket stay fine.
+    let sock = fx
+        .root()
+        .join("containers")
+        .join(text(&fx.berth(&["inspect", "-f", "{{.Id}}", "tty"]).stdout).trim())
+        .join("attach.sock");
+    let dir = std::fs::File::open(sock.parent().unwrap()).unwrap();
+    let short = format!(
+        "/proc/self/fd/{}/attach.sock",
+        std::os::fd::AsRawFd::as_raw_fd(&dir)
+    );
+    let mut s = std::os::unix::net::UnixStream::connect(&short).unwrap();
+    s.write_all(&[42, 0, 0, 0, 1, 0]).unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut rest);
+    assert_eq!(fx.status_of("tty"), "running 0");
+    assert!(fx.berth(&["rm", "-f", "tty", "done"]).status.success());
+    fx.assert_no_leaks();
+}

@@ -12,6 +12,7 @@
 //! It depends on `berth-runtime` (bundles) and `berth-image` (store, snapshots); it must not
 //! print or exit: the CLI reports errors and maps them to Docker's exit codes.
 
+pub mod attach;
 pub mod bundle;
 pub mod exec;
 pub mod lifecycle;

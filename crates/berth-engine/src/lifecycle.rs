@@ -121,8 +121,6 @@ pub enum StartError {
         #[source]
         source: nix::errno::Errno,
     },
-    #[error("-t with -d needs a terminal the monitor would serve, which is not supported yet")]
-    DetachedTty,
 }
 
 /// Docker's exit code when the container's command itself cannot run: 127 when it is not
@@ -666,9 +664,6 @@ impl Engine {
     /// container runs (or the monitor reports why it could not start it).
     pub fn start_detached(&self, id: &str) -> Result<(), StartError> {
         let rec = self.records.load(id)?;
-        if rec.tty {
-            return Err(StartError::DetachedTty);
-        }
         if rec.state.status == Status::Running {
             return Err(StartError::AlreadyRunning(id.to_owned()));
         }
@@ -899,12 +894,15 @@ impl Engine {
         Ok(all)
     }
 
+    /// The monitor's start: with `console` (the container's end of a console socketpair)
+    /// the container gets a pty whose master arrives on the other end.
     pub(crate) fn launch_for_monitor(
         &self,
         id: &str,
+        console: Option<std::os::fd::OwnedFd>,
     ) -> Result<(ContainerRecord, i32), StartError> {
         let rec = self.prepare_start(id)?;
-        let pid = self.launch(&rec, None)?;
+        let pid = self.launch(&rec, console)?;
         Ok((rec, pid))
     }
 }
