@@ -229,6 +229,9 @@ pub struct RunArgs {
     /// Set metadata: KEY=VALUE.
     #[arg(short, long = "label")]
     label: Vec<String>,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long)]
+    init: bool,
     /// Pull the image first: missing (when not in the store), always, never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
     pull: String,
@@ -630,6 +633,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         security_opts: a.security_opt.clone(),
         add_hosts: a.add_host.clone(),
         dns: a.dns.clone(),
+        init: a.init,
     })
 }
 
@@ -1007,6 +1011,7 @@ fn inspect_json(r: &ContainerRecord) -> Value {
             "Binds": binds,
             "NetworkMode": r.network_mode,
             "AutoRemove": r.auto_remove,
+            "Init": r.init,
             "CapAdd": r.cap_add,
             "CapDrop": r.cap_drop,
             "Privileged": r.privileged,

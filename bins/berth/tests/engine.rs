@@ -1486,3 +1486,187 @@ fn attach_refuses_stopped_unknown_and_bad_input_like_docker() {
     assert!(fx.berth(&["rm", "-f", "tty", "done"]).status.success());
     fx.assert_no_leaks();
 }
+
+// ---- --init ----
+
+/// A static `berth-init` (`$BERTH_INIT_PATH` when set), built like the conformance probe:
+/// once per test process, in its own target directory, with `+crt-static`.
+fn static_berth_init() -> PathBuf {
+    static INIT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INIT.get_or_init(|| {
+        if let Some(p) = std::env::var_os("BERTH_INIT_PATH").filter(|p| !p.is_empty()) {
+            return PathBuf::from(p);
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let target_dir = root.join("target/berth-init");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(&root)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .args(["build", "--quiet", "-p", "berth-init", "--release"])
+            .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+            .arg(&target_dir)
+            .status()
+            .expect("running cargo to build berth-init");
+        assert!(status.success(), "building berth-init failed: {status}");
+        target_dir.join("x86_64-unknown-linux-gnu/release/berth-init")
+    })
+    .clone()
+}
+
+impl Fixture {
+    /// `berth ARGS` with `BERTH_INIT_PATH` set to `init`.
+    fn berth_with_init(&self, init: &Path, args: &[&str]) -> Output {
+        Command::new(BERTH)
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env("BERTH_INIT_PATH", init)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+#[test]
+fn init_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let init = static_berth_init();
+    let cg = fx.cgroup_parent.clone();
+    // PID 1 is the init, bound read-only; the command's code is kept.
+    let out = fx.berth_with_init(
+        &init,
+        &[
+            "run", "--rm", "--init", "--cgroup-parent", &cg, "busybox", "sh", "-c",
+            "tr '\\0' ' ' </proc/1/cmdline; echo; echo x >/sbin/docker-init || echo read-only; exit 3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let so = text(&out.stdout);
+    assert!(so.starts_with("/sbin/docker-init -- sh -c "), "{so}");
+    assert!(so.contains("read-only"), "{so}");
+
+    // An orphan (its parent exits at once) lands on PID 1. With --init it is reaped; without,
+    // PID 1 (sleep) never collects it and it stays a zombie: the control that shows the check
+    // can see one.
+    let orphan_state = |id: &str| -> Option<String> {
+        let out = fx.berth(&["exec", id, "sh", "-c", "cat /proc/$(cat /tmp/orphan)/stat"]);
+        out.status.success().then(|| {
+            text(&out.stdout)
+                .split_whitespace()
+                .nth(2)
+                .unwrap_or("")
+                .to_owned()
+        })
+    };
+    let start =
+        |with_init: bool| -> String {
+            let mut args = vec!["run", "-d", "--cgroup-parent", &cg];
+            if with_init {
+                args.push("--init");
+            }
+            args.extend(["busybox", "sleep", "1000"]);
+            let out = fx.berth_with_init(&init, &args);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let id = text(&out.stdout).trim().to_owned();
+            let out = fx.berth(&[
+            "exec", &id, "sh", "-c",
+            "sh -c 'echo $$ >/tmp/orphan.new; mv /tmp/orphan.new /tmp/orphan; sleep 0.2' & exit 0",
+        ]);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            id
+        };
+    let eventually = |id: &str, want: Option<&str>| {
+        for _ in 0..200 {
+            if orphan_state(id).as_deref() == want {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "the orphan in {id} never reached {want:?}: {:?}",
+            orphan_state(id)
+        );
+    };
+    let control = start(false);
+    eventually(&control, Some("Z"));
+    let with_init = start(true);
+    // Written, then gone from /proc: exited and reaped.
+    for _ in 0..200 {
+        if fx
+            .berth(&["exec", &with_init, "test", "-e", "/tmp/orphan"])
+            .status
+            .success()
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    eventually(&with_init, None);
+    let out = fx.berth(&["inspect", "-f", "{{.HostConfig.Init}}", &with_init]);
+    assert_eq!(text(&out.stdout).trim(), "true");
+
+    // SIGTERM reaches the command (a PID 1 sleep would ignore it): 128+15.
+    assert!(fx
+        .berth(&["kill", "-s", "TERM", &with_init])
+        .status
+        .success());
+    assert_eq!(text(&fx.berth(&["wait", &with_init]).stdout).trim(), "143");
+    assert!(fx
+        .berth(&["rm", "-f", &with_init, &control])
+        .status
+        .success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn init_that_is_missing_dynamic_or_not_elf_is_refused_before_anything_exists() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let cg = fx.cgroup_parent.clone();
+    for (path, says) in [
+        ("/bin/bash", "is dynamically linked"),
+        (
+            "/etc/passwd",
+            "is not a 64-bit little-endian ELF executable",
+        ),
+        ("/no/such/berth-init", "reading /no/such/berth-init"),
+    ] {
+        let out = fx.berth_with_init(
+            Path::new(path),
+            &[
+                "run",
+                "--rm",
+                "--init",
+                "--cgroup-parent",
+                &cg,
+                "busybox",
+                "true",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(125), "{path}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{path}: {}",
+            text(&out.stderr)
+        );
+        let out = fx.berth_with_init(
+            Path::new(path),
+            &[
+                "create",
+                "--init",
+                "--cgroup-parent",
+                &cg,
+                "busybox",
+                "true",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(125), "{path}");
+    }
+    fx.assert_no_leaks();
+}

@@ -154,6 +154,8 @@ pub struct RunOptions {
     pub add_hosts: Vec<String>,
     /// `--dns IP`.
     pub dns: Vec<String>,
+    /// `--init`: run the command under Berth's minimal init (see [`crate::init`]).
+    pub init: bool,
 }
 
 /// `/etc/hosts` for the container: Docker's defaults, the host name, then `--add-host NAME:IP`.

@@ -15,6 +15,7 @@
 pub mod attach;
 pub mod bundle;
 pub mod exec;
+pub mod init;
 pub mod lifecycle;
 pub mod logs;
 pub mod manage;

@@ -40,6 +40,8 @@ pub enum CreateError {
     },
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Init(#[from] crate::init::InitError),
     #[error("cannot join the {kind} namespace of container {target:?}: it is not running")]
     JoinNotRunning { kind: &'static str, target: String },
     #[error("opening the image store")]
@@ -254,6 +256,11 @@ impl Engine {
             bundle::parse_ulimit(u)?;
         }
         let mounts = bundle::user_mounts(opts)?;
+        let init_binary = if opts.init {
+            Some(crate::init::find()?)
+        } else {
+            None
+        };
         let parent = opts
             .cgroup_parent
             .clone()
@@ -332,6 +339,7 @@ impl Engine {
             log_max_size: rotation.max_size,
             log_max_file: rotation.max_file,
             mounts,
+            init: opts.init,
             bundle: bundle_dir,
             state: State::default(),
         };
@@ -358,6 +366,7 @@ impl Engine {
             opts,
             &mut rec,
             &joined,
+            init_binary.as_deref(),
             keep_mounted,
         ) {
             Ok(()) => Ok(rec),
@@ -383,6 +392,7 @@ impl Engine {
         opts: &RunOptions,
         rec: &mut ContainerRecord,
         joined: &[(&'static str, PathBuf)],
+        init_binary: Option<&Path>,
         keep_mounted: bool,
     ) -> Result<(), CreateError> {
         let (store, image, img) = source;
@@ -438,6 +448,10 @@ impl Engine {
                 joined,
             },
         )?;
+        let mut spec = serde_json::to_value(&spec).expect("a spec serialises");
+        if let Some(init) = init_binary {
+            crate::init::apply(&mut spec, init);
+        }
         let config = rec.bundle.join("config.json");
         record::write_atomic(
             &config,
