@@ -5,7 +5,7 @@
 //! cannot be executed or is not found (the runtime's init exits with them), otherwise the
 //! container's own exit code.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -229,6 +229,9 @@ pub struct RunArgs {
     /// Set metadata: KEY=VALUE.
     #[arg(short, long = "label")]
     label: Vec<String>,
+    /// Override the key sequence for detaching a tty container (default ctrl-p,ctrl-q).
+    #[arg(long)]
+    detach_keys: Option<String>,
     /// Run an init inside the container that forwards signals and reaps processes.
     #[arg(long)]
     init: bool,
@@ -259,6 +262,9 @@ pub struct StartArgs {
     /// Attach stdout/stderr and forward signals (the container runs in this process).
     #[arg(short, long)]
     attach: bool,
+    /// Override the key sequence for detaching a tty container (default ctrl-p,ctrl-q).
+    #[arg(long)]
+    detach_keys: Option<String>,
     /// Attach stdin.
     #[arg(short, long)]
     interactive: bool,
@@ -639,7 +645,23 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
 
 fn cmd_run(e: &Engine, a: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
     let opts = run_options(&a)?;
+    let detach_keys = parse_detach_keys(a.detach_keys.as_deref())?;
+    if a.tty && a.interactive && !a.detach && !std::io::stdin().is_terminal() {
+        return Err(berth_engine::attach::AttachError::NotATty.into());
+    }
     let rec = e.create(&opts, true)?;
+    if a.tty && !a.detach {
+        // A terminal is served by the monitor and we attach to it from the first byte, as
+        // Docker's client does: the detach keys leave the container running.
+        let sock = match e.start_attached(&rec.id) {
+            Ok(s) => s,
+            Err(err) => {
+                let _ = e.remove(&rec.id, true);
+                return start_failed(err);
+            }
+        };
+        return attached(e, &rec, sock, a.interactive, detach_keys);
+    }
     if a.detach {
         if let Err(err) = e.start_detached(&rec.id) {
             // `run` made this container; a failed start must not leave it behind.
@@ -674,7 +696,19 @@ fn cmd_start(e: &Engine, a: StartArgs) -> Result<u8, Box<dyn std::error::Error>>
         if a.containers.len() != 1 {
             return Err("you cannot start and attach multiple containers at once".into());
         }
-        let id = e.find(&a.containers[0])?.id;
+        let rec = e.find(&a.containers[0])?;
+        let id = rec.id.clone();
+        let detach_keys = parse_detach_keys(a.detach_keys.as_deref())?;
+        if rec.tty {
+            if a.interactive && rec.open_stdin && !std::io::stdin().is_terminal() {
+                return Err(berth_engine::attach::AttachError::NotATty.into());
+            }
+            let sock = match e.start_attached(&id) {
+                Ok(s) => s,
+                Err(err) => return start_failed(err),
+            };
+            return attached(e, &rec, sock, a.interactive, detach_keys);
+        }
         return match e.start_foreground(&id) {
             Ok(code) => Ok(code as u8),
             Err(err) => start_failed(err),
@@ -685,6 +719,33 @@ fn cmd_start(e: &Engine, a: StartArgs) -> Result<u8, Box<dyn std::error::Error>>
         e.start_detached(&id)?;
         Ok(())
     })
+}
+
+fn parse_detach_keys(keys: Option<&str>) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    Ok(berth_engine::attach::parse_detach_keys(
+        keys.unwrap_or(berth_engine::attach::DEFAULT_DETACH_KEYS),
+    )?)
+}
+
+/// `run -t`/`start -a` of a tty container: our terminal on the container the monitor runs.
+/// The container's exit code, or 0 when the user detaches.
+fn attached(
+    e: &Engine,
+    rec: &ContainerRecord,
+    sock: std::os::fd::OwnedFd,
+    stdin: bool,
+    detach_keys: Vec<u8>,
+) -> Result<u8, Box<dyn std::error::Error>> {
+    let opts = berth_engine::attach::AttachOptions {
+        stdin,
+        // Signals sent to us (not typed: those are bytes on the pty) go to the container.
+        sig_proxy: true,
+        detach_keys,
+    };
+    match e.attach_stream(rec, sock, &opts)? {
+        berth_engine::attach::AttachEnd::Exited(code) => Ok(code as u8),
+        berth_engine::attach::AttachEnd::Detached => Ok(0),
+    }
 }
 
 /// Docker's `attach`: the container's exit code when it exits, 0 when the user detaches,

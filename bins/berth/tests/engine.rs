@@ -1670,3 +1670,66 @@ fn init_that_is_missing_dynamic_or_not_elf_is_refused_before_anything_exists() {
     }
     fx.assert_no_leaks();
 }
+
+#[test]
+fn run_it_detaches_with_the_keys_and_start_ai_goes_through_the_monitor_too() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let cg = fx.cgroup_parent.clone();
+    let Some(mut t) = Term::spawn(&fx.line(&format!(
+        "run -it --rm --name it --cgroup-parent {cg} busybox sh"
+    ))) else {
+        return;
+    };
+    // The shell's banner is written before we could have typed: nothing is lost.
+    t.expect("BusyBox");
+    t.send(b"echo a-$((1+1))\r");
+    t.expect("a-2");
+    t.send(b"\x10\x11");
+    assert_eq!(t.wait().0, Some(0));
+    assert_eq!(fx.status_of("it"), "running 0");
+    let mut t = Term::spawn(&fx.line("attach it")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    t.send(b"exit 6\r");
+    assert_eq!(t.wait().0, Some(6));
+    // --rm: the monitor removed it once it exited.
+    assert_eq!(text(&fx.berth(&["ps", "-aq"]).stdout), "");
+
+    let out = fx.berth(&[
+        "create",
+        "-it",
+        "--name",
+        "c2",
+        "--cgroup-parent",
+        &cg,
+        "busybox",
+        "sh",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut t = Term::spawn(&fx.line("start -a -i --detach-keys ctrl-a,d c2")).unwrap();
+    t.send(b"echo b-$((2+2))\r");
+    t.expect("b-4");
+    t.send(b"\x01d");
+    assert_eq!(t.wait().0, Some(0));
+    assert_eq!(fx.status_of("c2"), "running 0");
+    assert!(fx.berth(&["rm", "-f", "c2"]).status.success());
+
+    // Without a terminal, or with bad keys: refused before anything exists.
+    let out = fx.run(&["-it", "busybox", "sh"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("the input device is not a TTY"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = fx.run(&["-t", "--detach-keys", "ctrl-", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("invalid detach keys"),
+        "{}",
+        text(&out.stderr)
+    );
+    fx.assert_no_leaks();
+}

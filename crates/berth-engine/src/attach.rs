@@ -239,7 +239,7 @@ pub fn listen_in(dir: &Path) -> Result<UnixListener, Errno> {
 }
 
 /// Connects to the attach socket in `dir`.
-fn connect_in(dir: &Path) -> Result<OwnedFd, Errno> {
+pub(crate) fn connect_in(dir: &Path) -> Result<OwnedFd, Errno> {
     let (_dirfd, addr) = short_address(dir)?;
     let s = UnixStream::connect(&addr).map_err(errno)?;
     Ok(OwnedFd::from(s))
@@ -338,10 +338,8 @@ impl Engine {
             return Err(AttachError::Paused(what.to_owned()));
         }
         let id = rec.id.clone();
-        let stdin = std::io::stdin();
-        let use_stdin = opts.stdin && rec.open_stdin;
-        let stdin_tty = nix::unistd::isatty(stdin.as_fd()).unwrap_or(false);
-        if rec.tty && use_stdin && !stdin_tty {
+        let stdin_tty = nix::unistd::isatty(std::io::stdin().as_fd()).unwrap_or(false);
+        if rec.tty && opts.stdin && rec.open_stdin && !stdin_tty {
             return Err(AttachError::NotATty);
         }
         let sock = match connect_in(&self.records.dir(&id)) {
@@ -350,6 +348,27 @@ impl Engine {
             Err(Errno::ENOENT) => return Err(AttachError::Foreground(what.to_owned())),
             Err(source) => return Err(AttachError::Connect { id, source }),
         };
+        // Docker's attach proxies signals only without a tty (with one, ctrl-c is a byte).
+        let opts = AttachOptions {
+            sig_proxy: opts.sig_proxy && !rec.tty,
+            ..opts.clone()
+        };
+        self.attach_stream(&rec, sock, &opts)
+    }
+
+    /// Serves an attach connection `sock` to container `rec` on our stdio until the container
+    /// exits or the user detaches; `opts.sig_proxy` is taken as it is. The record is not read
+    /// again: a `--rm` container may be gone by the time its exit code arrives.
+    pub fn attach_stream(
+        &self,
+        rec: &crate::ContainerRecord,
+        sock: OwnedFd,
+        opts: &AttachOptions,
+    ) -> Result<AttachEnd, AttachError> {
+        let id = rec.id.clone();
+        let stdin = std::io::stdin();
+        let use_stdin = opts.stdin && rec.open_stdin;
+        let stdin_tty = nix::unistd::isatty(stdin.as_fd()).unwrap_or(false);
         let io_err = |source| AttachError::Io {
             id: id.clone(),
             source,
@@ -360,7 +379,7 @@ impl Engine {
         if rec.tty {
             set.add(Signal::SIGWINCH);
         }
-        if opts.sig_proxy && !rec.tty {
+        if opts.sig_proxy {
             for s in Signal::iterator() {
                 if !matches!(
                     s,

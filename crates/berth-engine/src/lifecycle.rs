@@ -103,6 +103,12 @@ pub enum StartError {
         #[source]
         source: nix::errno::Errno,
     },
+    #[error("preparing the attach socket of container {id}")]
+    AttachSocket {
+        id: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
     #[error("no monitor program is configured to run container {0} detached")]
     NoMonitor(String),
     #[error("starting the monitor of container {id}")]
@@ -677,6 +683,30 @@ impl Engine {
     /// `start` detached: hands container `id` to a new monitor process and returns once the
     /// container runs (or the monitor reports why it could not start it).
     pub fn start_detached(&self, id: &str) -> Result<(), StartError> {
+        self.start_monitored(id, None)
+    }
+
+    /// `start` under the monitor with this process attached from the first byte (`run -t`,
+    /// `start -a` of a tty container): the attach socket is bound and connected here, before
+    /// the monitor exists, and handed to it as its stdin, so nothing the container writes
+    /// before we get to read is lost. Returns our end of the connection.
+    pub fn start_attached(&self, id: &str) -> Result<std::os::fd::OwnedFd, StartError> {
+        let dir = self.records.dir(id);
+        let sock_err = |source| StartError::AttachSocket {
+            id: id.to_owned(),
+            source,
+        };
+        let listener = crate::attach::listen_in(&dir).map_err(sock_err)?;
+        let client = crate::attach::connect_in(&dir).map_err(sock_err)?;
+        self.start_monitored(id, Some(std::os::fd::OwnedFd::from(listener)))?;
+        Ok(client)
+    }
+
+    fn start_monitored(
+        &self,
+        id: &str,
+        listener: Option<std::os::fd::OwnedFd>,
+    ) -> Result<(), StartError> {
         let rec = self.records.load(id)?;
         if rec.state.status == Status::Running {
             return Err(StartError::AlreadyRunning(id.to_owned()));
@@ -689,10 +719,14 @@ impl Engine {
             id: id.to_owned(),
             source,
         };
+        let stdin = match listener {
+            Some(l) => Stdio::from(l),
+            None => Stdio::null(),
+        };
         let mut child = Command::new(&m.program)
             .args(&m.args)
             .arg(id)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .current_dir("/")

@@ -146,9 +146,11 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
     } else {
         None
     };
-    // Attach clients connect from the moment `run -d` returns.
+    // Attach clients connect from the moment `run -d` returns. A caller that attaches from
+    // the first byte (`run -t`) bound the socket itself and gave it to us as stdin.
     let record_dir = engine.records.dir(id);
-    let listener = match attach::listen_in(&record_dir) {
+    let inherited = inherited_listener();
+    let listener = match inherited.map_or_else(|| attach::listen_in(&record_dir), Ok) {
         Ok(l) => l,
         Err(e) => {
             report(
@@ -175,6 +177,24 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
     // The record directory is gone with `--rm`; otherwise no one may connect any more.
     let _ = std::fs::remove_file(record_dir.join(attach::SOCKET_NAME));
     code
+}
+
+/// The listening socket our caller passed as stdin, if it did; stdin becomes /dev/null (the
+/// container must not inherit the socket).
+fn inherited_listener() -> Option<UnixListener> {
+    use nix::sys::stat::{fstat, SFlag};
+    let st = fstat(std::io::stdin()).ok()?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
+        return None;
+    }
+    let fd = nix::unistd::dup(std::io::stdin()).ok()?;
+    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(&null);
+    }
+    let l = UnixListener::from(fd);
+    l.set_nonblocking(true).ok()?;
+    Some(l)
 }
 
 /// Runs the container (again, under its restart policy) until it is done; returns the
@@ -565,6 +585,8 @@ fn supervise(pid: i32, hub: &mut Hub<'_>, set: Option<&nix::sys::signal::SigSet>
         None => None,
     };
     let mut open = [hub.sources[0].is_some(), hub.sources[1].is_some()];
+    // A client already waiting (the caller of `run -t`) is taken before any output is read.
+    hub.accept();
     loop {
         // Reap whatever exited (we are the subreaper): the init, the runtime's helpers.
         let mut exited = None;
