@@ -526,6 +526,14 @@ fn killed_monitor_ps_tells_the_truth_and_rm_cleans_up() {
     kill9(monitor_of(&id));
     let ps = text(&fx.berth(&["ps"]).stdout);
     assert!(ps.contains(" Up "), "{ps}");
+    // Nothing serves its stdio any more: attach says so.
+    let out = fx.berth(&["attach", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is gone"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(fx.berth(&["rm", "-f", &id]).status.success());
     fx.assert_no_leaks();
 

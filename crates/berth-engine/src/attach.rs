@@ -278,6 +278,8 @@ pub enum AttachError {
     Foreground(String),
     #[error("the input device is not a TTY")]
     NotATty,
+    #[error("the monitor of container {0} is gone (killed?): nothing serves its stdio any more; `berth logs` still shows what was logged")]
+    MonitorGone(String),
     #[error("connecting to the monitor of container {id}")]
     Connect {
         id: String,
@@ -346,6 +348,8 @@ impl Engine {
             Ok(s) => s,
             // No socket: nothing serves this container (a foreground `run`).
             Err(Errno::ENOENT) => return Err(AttachError::Foreground(what.to_owned())),
+            // A socket nobody listens on: its monitor was killed.
+            Err(Errno::ECONNREFUSED) => return Err(AttachError::MonitorGone(what.to_owned())),
             Err(source) => return Err(AttachError::Connect { id, source }),
         };
         // Docker's attach proxies signals only without a tty (with one, ctrl-c is a byte).
@@ -486,7 +490,14 @@ impl Engine {
                     Err(e) => break Err(io_err(e)),
                 };
                 if n == 0 {
-                    break Err(AttachError::Lost(id.clone()));
+                    // We may have connected just as the container exited (the monitor then
+                    // closes without accepting us): its recorded exit is the answer.
+                    break match self.records.load(&id).map(|r| self.reconcile(r)) {
+                        Ok(r) if r.state.status != Status::Running => {
+                            Ok(AttachEnd::Exited(r.state.exit_code))
+                        }
+                        _ => Err(AttachError::Lost(id.clone())),
+                    };
                 }
                 decoder.feed(&buf[..n]);
                 let mut end = None;
