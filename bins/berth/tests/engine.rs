@@ -1741,3 +1741,35 @@ fn run_it_detaches_with_the_keys_and_start_ai_goes_through_the_monitor_too() {
     );
     fx.assert_no_leaks();
 }
+
+#[test]
+fn init_on_a_terminal_leaves_ctrl_c_to_the_shells_foreground_job() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let init = static_berth_init();
+    let cmd = format!(
+        "BERTH_INIT_PATH={} {}",
+        init.display(),
+        fx.line(&format!(
+            "run -it --rm --init --cgroup-parent {} busybox sh",
+            fx.cgroup_parent
+        ))
+    );
+    let Some(mut t) = Term::spawn(&cmd) else {
+        return;
+    };
+    t.expect("BusyBox");
+    // The shell owns the terminal (berth-init made its group the foreground one), so it can
+    // run a job in the foreground, and ctrl-c interrupts that job only.
+    t.send(b"echo marker-$((3*3)); sleep 100\r");
+    t.expect("marker-9");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    t.send(b"\x03");
+    t.send(b"echo rc=$?\r");
+    t.expect("rc=130");
+    t.send(b"exit 4\r");
+    assert_eq!(t.wait().0, Some(4));
+    fx.assert_no_leaks();
+}
