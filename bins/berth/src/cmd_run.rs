@@ -249,7 +249,14 @@ pub struct AttachArgs {
     #[arg(long)]
     no_stdin: bool,
     /// Proxy all received signals to the process (not with a tty).
-    #[arg(long, default_value = "true", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(
+        long,
+        default_value = "true",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
     sig_proxy: bool,
     /// Override the key sequence for detaching a container (default ctrl-p,ctrl-q).
     #[arg(long)]

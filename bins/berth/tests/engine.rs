@@ -1556,6 +1556,25 @@ fn init_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
     let so = text(&out.stdout);
     assert!(so.starts_with("/sbin/docker-init -- sh -c "), "{so}");
     assert!(so.contains("read-only"), "{so}");
+    // A command that does not exist: the init says so and exits 127, as a shell would.
+    let out = fx.berth_with_init(
+        &init,
+        &[
+            "run",
+            "--rm",
+            "--init",
+            "--cgroup-parent",
+            &cg,
+            "busybox",
+            "no-such-command",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        text(&out.stderr).contains("cannot run no-such-command"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // An orphan (its parent exits at once) lands on PID 1. With --init it is reaped; without,
     // PID 1 (sleep) never collects it and it stays a zombie: the control that shows the check
@@ -1604,15 +1623,18 @@ fn init_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
     let with_init = start(true);
     // Written, then gone from /proc: exited and reaped.
     for _ in 0..200 {
-        if fx
-            .berth(&["exec", &with_init, "test", "-e", "/tmp/orphan"])
-            .status
-            .success()
-        {
+        let exists = fx.berth(&["exec", &with_init, "sh", "-c", "test -e /tmp/orphan"]);
+        if exists.status.success() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    assert!(
+        fx.berth(&["exec", &with_init, "sh", "-c", "test -e /tmp/orphan"])
+            .status
+            .success(),
+        "the orphan never ran"
+    );
     eventually(&with_init, None);
     let out = fx.berth(&["inspect", "-f", "{{.HostConfig.Init}}", &with_init]);
     assert_eq!(text(&out.stdout).trim(), "true");
