@@ -1297,6 +1297,21 @@ fn run_dit_serves_a_pty_that_attach_types_into_resizes_and_detaches_from() {
     let logs = text(&fx.berth(&["logs", "shell"]).stdout);
     assert!(logs.contains("hi-42"), "{logs}");
 
+    // Starting it again fails and leaves its monitor's socket alone.
+    // (`start` without -a reports per container and exits 1, like `stop`/`rm`.)
+    for (args, code) in [
+        (&["start", "-a", "shell"][..], 125),
+        (&["start", "shell"][..], 1),
+    ] {
+        let out = fx.berth(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("already running"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+
     // Two clients at once; other detach keys; the shell's exit ends both with its code.
     let mut a = Term::spawn(&fx.line("attach --detach-keys z,z shell")).unwrap();
     let mut b = Term::spawn(&fx.line("attach shell")).unwrap();

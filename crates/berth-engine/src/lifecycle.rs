@@ -691,6 +691,10 @@ impl Engine {
     /// the monitor exists, and handed to it as its stdin, so nothing the container writes
     /// before we get to read is lost. Returns our end of the connection.
     pub fn start_attached(&self, id: &str) -> Result<std::os::fd::OwnedFd, StartError> {
+        // The socket of a running container's monitor must not be replaced.
+        if self.reconcile(self.records.load(id)?).state.status == Status::Running {
+            return Err(StartError::AlreadyRunning(id.to_owned()));
+        }
         let dir = self.records.dir(id);
         let sock_err = |source| StartError::AttachSocket {
             id: id.to_owned(),

@@ -99,6 +99,11 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
         let _ = fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
     }
     let rec = match engine.records.load(id) {
+        // Another monitor runs it: its attach socket must stay.
+        Ok(r) if r.state.status == crate::Status::Running => {
+            report(rep, &format!("container {id} is already running"));
+            return 125;
+        }
         Ok(r) => r,
         Err(e) => {
             report(rep, &chain(&e));
