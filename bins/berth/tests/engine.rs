@@ -1830,3 +1830,58 @@ fn init_on_a_terminal_leaves_ctrl_c_to_the_shells_foreground_job() {
     assert_eq!(t.wait().0, Some(4));
     fx.assert_no_leaks();
 }
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_and_holds_back_nobody() {
+    if !prerequisites() {
+        return;
+    }
+    use std::io::Read;
+    let fx = Fixture::new();
+    let size = std::fs::metadata("/bin/busybox").unwrap().len() as usize;
+    let out = fx.run(&[
+        "-di",
+        "--log-driver",
+        "none",
+        "--name",
+        "flood",
+        "busybox",
+        "sh",
+        "-c",
+        "read go; for i in 1 2 3 4 5 6 7 8 9 10; do cat /bin/busybox; done",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&fx.berth(&["inspect", "-f", "{{.Id}}", "flood"]).stdout)
+        .trim()
+        .to_owned();
+    // A raw client that never reads what the monitor sends.
+    let dir = std::fs::File::open(fx.root().join("containers").join(&id)).unwrap();
+    let addr = format!(
+        "/proc/self/fd/{}/attach.sock",
+        std::os::fd::AsRawFd::as_raw_fd(&dir)
+    );
+    let mut stuck = std::os::unix::net::UnixStream::connect(&addr).unwrap();
+    // A real client starts the flood and must get all of it.
+    let mut child = Command::new(BERTH)
+        .arg("--root")
+        .arg(fx.root())
+        .args(["attach", "flood"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let mut got = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut got).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(got.len(), 10 * size);
+    // The stuck one was dropped once 4 MiB piled up: it reads a bounded amount, then EOF.
+    let mut rest = Vec::new();
+    let _ = stuck.read_to_end(&mut rest);
+    assert!(rest.len() < 10 * size / 2, "{} bytes", rest.len());
+    assert_eq!(fx.status_of("flood"), "exited 0");
+    assert!(fx.berth(&["rm", "flood"]).status.success());
+    fx.assert_no_leaks();
+}
