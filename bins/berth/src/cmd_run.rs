@@ -751,7 +751,10 @@ fn attached(
     };
     match e.attach_stream(rec, sock, &opts)? {
         berth_engine::attach::AttachEnd::Exited(code) => Ok(code as u8),
-        berth_engine::attach::AttachEnd::Detached => Ok(0),
+        berth_engine::attach::AttachEnd::Detached => {
+            eprintln!("read escape sequence");
+            Ok(0)
+        }
     }
 }
 
@@ -775,7 +778,11 @@ fn cmd_attach(e: &Engine, a: AttachArgs) -> Result<u8, Box<dyn std::error::Error
     };
     match e.attach(&a.container, &opts) {
         Ok(berth_engine::attach::AttachEnd::Exited(code)) => Ok(code as u8),
-        Ok(berth_engine::attach::AttachEnd::Detached) => Ok(0),
+        Ok(berth_engine::attach::AttachEnd::Detached) => {
+            // What Docker's client says when the detach keys were read.
+            eprintln!("read escape sequence");
+            Ok(0)
+        }
         Err(err) => {
             eprintln!("berth: {}", chain(&err));
             Ok(1)

@@ -1310,8 +1310,9 @@ fn run_dit_serves_a_pty_that_attach_types_into_resizes_and_detaches_from() {
     t.expect("30 100");
     // ctrl-p ctrl-q: the client leaves with 0, the container runs on.
     t.send(b"\x10\x11");
-    let (code, _) = t.wait();
+    let (code, shown) = t.wait();
     assert_eq!(code, Some(0));
+    assert!(shown.contains("read escape sequence"), "{shown}");
     assert_eq!(fx.status_of("shell"), "running 0");
     // Everything the pty showed is in the log.
     let logs = text(&fx.berth(&["logs", "shell"]).stdout);
