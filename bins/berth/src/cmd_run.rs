@@ -5,7 +5,7 @@
 //! cannot be executed or is not found (the runtime's init exits with them), otherwise the
 //! container's own exit code.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -81,6 +81,8 @@ pub enum EngineCmd {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(crate::cmd_volume::VolumeCmd),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(AttachArgs),
     /// Supervise one container (started by `run -d`/`start`; not for direct use).
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor { id: String },
@@ -248,6 +250,12 @@ pub struct RunArgs {
     /// Set metadata: KEY=VALUE.
     #[arg(short, long = "label")]
     label: Vec<String>,
+    /// Override the key sequence for detaching a tty container (default ctrl-p,ctrl-q).
+    #[arg(long)]
+    detach_keys: Option<String>,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long)]
+    init: bool,
     /// Pull the image first: missing (when not in the store), always, never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
     pull: String,
@@ -257,10 +265,34 @@ pub struct RunArgs {
 }
 
 #[derive(clap::Args)]
+pub struct AttachArgs {
+    /// Do not attach STDIN.
+    #[arg(long)]
+    no_stdin: bool,
+    /// Proxy all received signals to the process (not with a tty).
+    #[arg(
+        long,
+        default_value = "true",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    sig_proxy: bool,
+    /// Override the key sequence for detaching a container (default ctrl-p,ctrl-q).
+    #[arg(long)]
+    detach_keys: Option<String>,
+    container: String,
+}
+
+#[derive(clap::Args)]
 pub struct StartArgs {
     /// Attach stdout/stderr and forward signals (the container runs in this process).
     #[arg(short, long)]
     attach: bool,
+    /// Override the key sequence for detaching a tty container (default ctrl-p,ctrl-q).
+    #[arg(long)]
+    detach_keys: Option<String>,
     /// Attach stdin.
     #[arg(short, long)]
     interactive: bool,
@@ -453,6 +485,7 @@ fn run(
             Ok(0)
         }
         EngineCmd::Start(a) => cmd_start(&e, a),
+        EngineCmd::Attach(a) => cmd_attach(&e, a),
         EngineCmd::Ps(a) => cmd_ps(&e, a).map(|()| 0),
         EngineCmd::Logs(a) => cmd_logs(&e, a).map(|()| 0),
         EngineCmd::Stop(a) => each(&a.containers, |c| {
@@ -666,17 +699,29 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         devices: a.device.clone(),
         userns: a.userns.clone(),
         platform: a.platform.clone(),
+        init: a.init,
     })
 }
 
 fn cmd_run(e: &Engine, a: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
-    if a.detach && a.tty {
-        return Err(
-            "-t with -d is not supported yet (the monitor does not serve terminals)".into(),
-        );
-    }
     let opts = run_options(&a)?;
+    let detach_keys = parse_detach_keys(a.detach_keys.as_deref())?;
+    if a.tty && a.interactive && !a.detach && !std::io::stdin().is_terminal() {
+        return Err(berth_engine::attach::AttachError::NotATty.into());
+    }
     let rec = e.create(&opts, true)?;
+    if a.tty && !a.detach {
+        // A terminal is served by the monitor and we attach to it from the first byte, as
+        // Docker's client does: the detach keys leave the container running.
+        let sock = match e.start_attached(&rec.id) {
+            Ok(s) => s,
+            Err(err) => {
+                let _ = e.remove(&rec.id, true);
+                return start_failed(err);
+            }
+        };
+        return attached(e, &rec, sock, a.interactive, detach_keys);
+    }
     if a.detach {
         if let Err(err) = e.start_detached(&rec.id) {
             // `run` made this container; a failed start must not leave it behind.
@@ -711,7 +756,19 @@ fn cmd_start(e: &Engine, a: StartArgs) -> Result<u8, Box<dyn std::error::Error>>
         if a.containers.len() != 1 {
             return Err("you cannot start and attach multiple containers at once".into());
         }
-        let id = e.find(&a.containers[0])?.id;
+        let rec = e.find(&a.containers[0])?;
+        let id = rec.id.clone();
+        let detach_keys = parse_detach_keys(a.detach_keys.as_deref())?;
+        if rec.tty {
+            if a.interactive && rec.open_stdin && !std::io::stdin().is_terminal() {
+                return Err(berth_engine::attach::AttachError::NotATty.into());
+            }
+            let sock = match e.start_attached(&id) {
+                Ok(s) => s,
+                Err(err) => return start_failed(err),
+            };
+            return attached(e, &rec, sock, a.interactive, detach_keys);
+        }
         return match e.start_foreground(&id) {
             Ok(code) => Ok(code as u8),
             Err(err) => start_failed(err),
@@ -722,6 +779,68 @@ fn cmd_start(e: &Engine, a: StartArgs) -> Result<u8, Box<dyn std::error::Error>>
         e.start_detached(&id)?;
         Ok(())
     })
+}
+
+fn parse_detach_keys(keys: Option<&str>) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    Ok(berth_engine::attach::parse_detach_keys(
+        keys.unwrap_or(berth_engine::attach::DEFAULT_DETACH_KEYS),
+    )?)
+}
+
+/// `run -t`/`start -a` of a tty container: our terminal on the container the monitor runs.
+/// The container's exit code, or 0 when the user detaches.
+fn attached(
+    e: &Engine,
+    rec: &ContainerRecord,
+    sock: std::os::fd::OwnedFd,
+    stdin: bool,
+    detach_keys: Vec<u8>,
+) -> Result<u8, Box<dyn std::error::Error>> {
+    let opts = berth_engine::attach::AttachOptions {
+        stdin,
+        // Signals sent to us (not typed: those are bytes on the pty) go to the container.
+        sig_proxy: true,
+        detach_keys,
+    };
+    match e.attach_stream(rec, sock, &opts)? {
+        berth_engine::attach::AttachEnd::Exited(code) => Ok(code as u8),
+        berth_engine::attach::AttachEnd::Detached => {
+            eprintln!("read escape sequence");
+            Ok(0)
+        }
+    }
+}
+
+/// Docker's `attach`: the container's exit code when it exits, 0 when the user detaches,
+/// 1 when attaching fails (Docker's CLI code for a daemon error).
+fn cmd_attach(e: &Engine, a: AttachArgs) -> Result<u8, Box<dyn std::error::Error>> {
+    let keys = a
+        .detach_keys
+        .as_deref()
+        .unwrap_or(berth_engine::attach::DEFAULT_DETACH_KEYS);
+    let opts = berth_engine::attach::AttachOptions {
+        stdin: !a.no_stdin,
+        sig_proxy: a.sig_proxy,
+        detach_keys: match berth_engine::attach::parse_detach_keys(keys) {
+            Ok(k) => k,
+            Err(err) => {
+                eprintln!("berth: {err}");
+                return Ok(1);
+            }
+        },
+    };
+    match e.attach(&a.container, &opts) {
+        Ok(berth_engine::attach::AttachEnd::Exited(code)) => Ok(code as u8),
+        Ok(berth_engine::attach::AttachEnd::Detached) => {
+            // What Docker's client says when the detach keys were read.
+            eprintln!("read escape sequence");
+            Ok(0)
+        }
+        Err(err) => {
+            eprintln!("berth: {}", chain(&err));
+            Ok(1)
+        }
+    }
 }
 
 /// Docker runs `ps` on the host with the given options (default `-ef`) and keeps the lines of
@@ -1026,6 +1145,7 @@ fn inspect_json(r: &ContainerRecord) -> Value {
             "Binds": binds,
             "NetworkMode": r.network_mode,
             "AutoRemove": r.auto_remove,
+            "Init": r.init,
             "CapAdd": r.cap_add,
             "CapDrop": r.cap_drop,
             "Privileged": r.privileged,

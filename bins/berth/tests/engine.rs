@@ -6,7 +6,8 @@
 
 mod common;
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use common::fixture::{prerequisites, text, Fixture, BERTH};
@@ -305,6 +306,14 @@ fn killed_monitor_ps_tells_the_truth_and_rm_cleans_up() {
     kill9(monitor_of(&id));
     let ps = text(&fx.berth(&["ps"]).stdout);
     assert!(ps.contains(" Up "), "{ps}");
+    // Nothing serves its stdio any more: attach says so.
+    let out = fx.berth(&["attach", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is gone"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(fx.berth(&["rm", "-f", &id]).status.success());
     fx.assert_no_leaks();
 
@@ -929,26 +938,6 @@ fn foreground_run_forwards_signals_to_the_container() {
     stdout.read_line(&mut first).unwrap();
     assert_eq!(first, "ready\n");
     let pid = child.id().to_string();
-    // berth blocks signals for forwarding only after the spawn (see docs/engine.md), so the
-    // container can print "ready" first: a SIGTERM then would kill berth itself and leave
-    // the container holding our pipe. Wait until SIGTERM is blocked.
-    let sigterm_blocked = || {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("SigBlk:"))
-            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-            // SIGTERM is signal 15: bit 14 of the mask.
-            .is_some_and(|m| m & (1 << 14) != 0)
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !sigterm_blocked() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "berth never blocked SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -958,5 +947,702 @@ fn foreground_run_forwards_signals_to_the_container() {
     stdout.read_to_string(&mut rest).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(9));
     assert_eq!(rest, "got-term\n");
+    fx.assert_no_leaks();
+}
+
+// ---- the monitor's pty and stdin, `attach`, detach keys ----
+
+/// A shell command run on a pty by util-linux `script`: what we write goes to its terminal,
+/// what the terminal shows is collected by a thread.
+struct Term {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    seen: Vec<u8>,
+}
+
+impl Term {
+    /// None (after saying so) when `script` is missing.
+    fn spawn(cmd: &str) -> Option<Self> {
+        use std::io::Read;
+        if !Path::new("/usr/bin/script").exists() {
+            eprintln!("skipping: needs /usr/bin/script (util-linux) for a terminal");
+            return None;
+        }
+        let mut child = Command::new("/usr/bin/script")
+            .args(["-qec", cmd, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Some(Self {
+            child,
+            stdin,
+            rx,
+            seen: Vec::new(),
+        })
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let s = self.stdin.as_mut().unwrap();
+        s.write_all(bytes).unwrap();
+        s.flush().unwrap();
+    }
+
+    /// Waits until the terminal has shown `needle` (after what earlier calls consumed).
+    fn expect(&mut self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(at) = text(&self.seen).find(needle) {
+                let cut = at + needle.len();
+                self.seen.drain(..cut.min(self.seen.len()));
+                return;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(chunk) => self.seen.extend_from_slice(&chunk),
+                Err(_) => panic!(
+                    "{needle:?} never shown; the terminal shows {:?}",
+                    text(&self.seen)
+                ),
+            }
+        }
+    }
+
+    /// The exit code of the command, and what it showed after the last `expect`.
+    fn wait(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        drop(self.stdin.take());
+        while let Ok(chunk) = self.rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            self.seen.extend_from_slice(&chunk);
+        }
+        (status.code(), text(&self.seen))
+    }
+}
+
+impl Fixture {
+    /// The shell command line of `berth ARGS` for this fixture (for `script`).
+    fn line(&self, args: &str) -> String {
+        format!("{BERTH} --root {} {args}", self.root().display())
+    }
+
+    fn status_of(&self, id: &str) -> String {
+        text(
+            &self
+                .berth(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", id])
+                .stdout,
+        )
+        .trim()
+        .to_owned()
+    }
+}
+
+#[test]
+fn run_dit_serves_a_pty_that_attach_types_into_resizes_and_detaches_from() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&["-dit", "--name", "shell", "busybox", "sh"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The attach client's terminal is 30x100: the container's pty follows it.
+    let Some(mut t) = Term::spawn(&format!(
+        "stty rows 30 cols 100; {}",
+        fx.line("attach shell")
+    )) else {
+        return;
+    };
+    t.send(b"echo hi-$((40+2)); tty; stty size\r");
+    t.expect("hi-42");
+    t.expect("/dev/pts/");
+    t.expect("30 100");
+    // ctrl-p ctrl-q: the client leaves with 0, the container runs on.
+    t.send(b"\x10\x11");
+    let (code, shown) = t.wait();
+    assert_eq!(code, Some(0));
+    assert!(shown.contains("read escape sequence"), "{shown}");
+    assert_eq!(fx.status_of("shell"), "running 0");
+    // Everything the pty showed is in the log.
+    let logs = text(&fx.berth(&["logs", "shell"]).stdout);
+    assert!(logs.contains("hi-42"), "{logs}");
+
+    // Starting it again fails and leaves its monitor's socket alone.
+    // (`start` without -a reports per container and exits 1, like `stop`/`rm`.)
+    for (args, code) in [
+        (&["start", "-a", "shell"][..], 125),
+        (&["start", "shell"][..], 1),
+    ] {
+        let out = fx.berth(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("already running"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+
+    // Two clients at once; other detach keys; the shell's exit ends both with its code.
+    let mut a = Term::spawn(&fx.line("attach --detach-keys z,z shell")).unwrap();
+    let mut b = Term::spawn(&fx.line("attach shell")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // A "z" not followed by another "z" is passed on.
+    a.send(b"echo z-$((1+1))\r");
+    a.expect("z-2");
+    b.expect("z-2");
+    a.send(b"exit 7\r");
+    assert_eq!(a.wait().0, Some(7));
+    assert_eq!(b.wait().0, Some(7));
+    assert_eq!(fx.status_of("shell"), "exited 7");
+    assert!(fx.berth(&["rm", "shell"]).status.success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn create_t_then_start_runs_on_a_pty_under_the_monitor() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.berth(&[
+        "create",
+        "-t",
+        "--cgroup-parent",
+        &fx.cgroup_parent,
+        "busybox",
+        "sh",
+        "-c",
+        "tty; test -t 0 && echo stdin-is-a-tty; exit 4",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    assert!(fx.berth(&["start", &id]).status.success());
+    assert_eq!(text(&fx.berth(&["wait", &id]).stdout).trim(), "4");
+    let logs = text(&fx.berth(&["logs", &id]).stdout);
+    assert!(logs.contains("/dev/pts/0"), "{logs}");
+    assert!(logs.contains("stdin-is-a-tty"), "{logs}");
+    assert!(fx.berth(&["rm", &id]).status.success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn attach_without_a_tty_streams_stdin_stdout_stderr_and_proxies_signals() {
+    if !prerequisites() {
+        return;
+    }
+    use std::io::{BufRead, Read};
+    let fx = Fixture::new();
+    // -di: the monitor keeps stdin open until a client writes to it.
+    let out = fx.run(&[
+        "-di",
+        "busybox",
+        "sh",
+        "-c",
+        "read x; echo got-$x; echo to-stderr >&2; exit 3",
+    ]);
+    let id = text(&out.stdout).trim().to_owned();
+    let mut child = Command::new(BERTH)
+        .arg("--root")
+        .arg(fx.root())
+        .args(["attach", &id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.as_mut().unwrap().write_all(b"abc\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "got-abc\n");
+    assert_eq!(text(&out.stderr), "to-stderr\n");
+    assert_eq!(fx.status_of(&id), "exited 3");
+    assert!(fx.berth(&["rm", &id]).status.success());
+
+    // Two clients; SIGTERM to one with --sig-proxy reaches the container; the other
+    // (--sig-proxy=false, --no-stdin) sees the same output and the same exit code.
+    let out = fx.run(&[
+        "-d",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 9' TERM; while :; do echo tick; sleep 0.1; done",
+    ]);
+    let id = text(&out.stdout).trim().to_owned();
+    let attach = |extra: &[&str]| {
+        Command::new(BERTH)
+            .arg("--root")
+            .arg(fx.root())
+            .arg("attach")
+            .args(extra)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut proxy = attach(&[]);
+    let quiet = attach(&["--sig-proxy=false", "--no-stdin"]);
+    // Once a tick arrives, the client is connected and its signals are being forwarded.
+    let mut first = String::new();
+    let mut proxy_out = std::io::BufReader::new(proxy.stdout.take().unwrap());
+    proxy_out.read_line(&mut first).unwrap();
+    assert_eq!(first, "tick\n");
+    assert!(Command::new("kill")
+        .args(["-TERM", &proxy.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = String::new();
+    proxy_out.read_to_string(&mut rest).unwrap();
+    assert_eq!(proxy.wait().unwrap().code(), Some(9));
+    assert!(rest.ends_with("got-term\n"), "{rest}");
+    let q = quiet.wait_with_output().unwrap();
+    assert_eq!(q.status.code(), Some(9), "{}", text(&q.stderr));
+    assert!(
+        text(&q.stdout).ends_with("tick\ngot-term\n"),
+        "{}",
+        text(&q.stdout)
+    );
+    assert!(fx.berth(&["rm", &id]).status.success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn attach_refuses_stopped_unknown_and_bad_input_like_docker() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&["--name", "done", "busybox", "true"]);
+    assert!(out.status.success());
+    let out = fx.berth(&["attach", "done"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot attach to a stopped container, start it first"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = fx.berth(&["attach", "no-such-container"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no-such-container"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = fx.run(&["-dit", "--name", "tty", "busybox", "sh"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for keys in ["ctrl-1", "alt-x", "", "ctrl-p,"] {
+        let out = fx.berth(&["attach", "--detach-keys", keys, "tty"]);
+        assert_eq!(out.status.code(), Some(1), "{keys:?}");
+        assert!(
+            text(&out.stderr).contains("invalid detach keys"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    // A tty container's stdin wants a terminal (ours is /dev/null)...
+    let out = fx.berth(&["attach", "tty"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the input device is not a TTY"),
+        "{}",
+        text(&out.stderr)
+    );
+    // ... unless stdin is not attached; a paused container is refused.
+    assert!(fx.berth(&["pause", "tty"]).status.success());
+    let out = fx.berth(&["attach", "--no-stdin", "tty"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("paused"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(fx.berth(&["unpause", "tty"]).status.success());
+    // A client that speaks garbage is dropped; the container and its socket stay fine.
+    let sock = fx
+        .root()
+        .join("containers")
+        .join(text(&fx.berth(&["inspect", "-f", "{{.Id}}", "tty"]).stdout).trim())
+        .join("attach.sock");
+    let dir = std::fs::File::open(sock.parent().unwrap()).unwrap();
+    let short = format!(
+        "/proc/self/fd/{}/attach.sock",
+        std::os::fd::AsRawFd::as_raw_fd(&dir)
+    );
+    let mut s = std::os::unix::net::UnixStream::connect(&short).unwrap();
+    s.write_all(&[42, 0, 0, 0, 1, 0]).unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut rest);
+    assert_eq!(fx.status_of("tty"), "running 0");
+    assert!(fx.berth(&["rm", "-f", "tty", "done"]).status.success());
+    fx.assert_no_leaks();
+}
+
+// ---- --init ----
+
+/// A static `berth-init` (`$BERTH_INIT_PATH` when set), built like the conformance probe:
+/// once per test process, in its own target directory, with `+crt-static`.
+fn static_berth_init() -> PathBuf {
+    static INIT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INIT.get_or_init(|| {
+        if let Some(p) = std::env::var_os("BERTH_INIT_PATH").filter(|p| !p.is_empty()) {
+            return PathBuf::from(p);
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let target_dir = root.join("target/berth-init");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(&root)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .args(["build", "--quiet", "-p", "berth-init", "--release"])
+            .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+            .arg(&target_dir)
+            .status()
+            .expect("running cargo to build berth-init");
+        assert!(status.success(), "building berth-init failed: {status}");
+        target_dir.join("x86_64-unknown-linux-gnu/release/berth-init")
+    })
+    .clone()
+}
+
+impl Fixture {
+    /// `berth ARGS` with `BERTH_INIT_PATH` set to `init`.
+    fn berth_with_init(&self, init: &Path, args: &[&str]) -> Output {
+        Command::new(BERTH)
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env("BERTH_INIT_PATH", init)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+#[test]
+fn init_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let init = static_berth_init();
+    let cg = fx.cgroup_parent.clone();
+    // PID 1 is the init, bound read-only; the command's code is kept.
+    let out = fx.berth_with_init(
+        &init,
+        &[
+            "run", "--rm", "--init", "--cgroup-parent", &cg, "busybox", "sh", "-c",
+            "tr '\\0' ' ' </proc/1/cmdline; echo; echo x >/sbin/docker-init || echo read-only; exit 3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let so = text(&out.stdout);
+    assert!(so.starts_with("/sbin/docker-init -- sh -c "), "{so}");
+    assert!(so.contains("read-only"), "{so}");
+    // A command that does not exist: the init says so and exits 127, as a shell would.
+    let out = fx.berth_with_init(
+        &init,
+        &[
+            "run",
+            "--rm",
+            "--init",
+            "--cgroup-parent",
+            &cg,
+            "busybox",
+            "no-such-command",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        text(&out.stderr).contains("cannot run no-such-command"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // An orphan (its parent exits at once) lands on PID 1. With --init it is reaped; without,
+    // PID 1 (sleep) never collects it and it stays a zombie: the control that shows the check
+    // can see one.
+    let orphan_state = |id: &str| -> Option<String> {
+        let out = fx.berth(&["exec", id, "sh", "-c", "cat /proc/$(cat /tmp/orphan)/stat"]);
+        out.status.success().then(|| {
+            text(&out.stdout)
+                .split_whitespace()
+                .nth(2)
+                .unwrap_or("")
+                .to_owned()
+        })
+    };
+    let start =
+        |with_init: bool| -> String {
+            let mut args = vec!["run", "-d", "--cgroup-parent", &cg];
+            if with_init {
+                args.push("--init");
+            }
+            args.extend(["busybox", "sleep", "1000"]);
+            let out = fx.berth_with_init(&init, &args);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let id = text(&out.stdout).trim().to_owned();
+            let out = fx.berth(&[
+            "exec", &id, "sh", "-c",
+            "sh -c 'echo $$ >/tmp/orphan.new; mv /tmp/orphan.new /tmp/orphan; sleep 0.2' & exit 0",
+        ]);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            id
+        };
+    let eventually = |id: &str, want: Option<&str>| {
+        for _ in 0..200 {
+            if orphan_state(id).as_deref() == want {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "the orphan in {id} never reached {want:?}: {:?}",
+            orphan_state(id)
+        );
+    };
+    let control = start(false);
+    eventually(&control, Some("Z"));
+    let with_init = start(true);
+    // Written, then gone from /proc: exited and reaped.
+    for _ in 0..200 {
+        let exists = fx.berth(&["exec", &with_init, "sh", "-c", "test -e /tmp/orphan"]);
+        if exists.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        fx.berth(&["exec", &with_init, "sh", "-c", "test -e /tmp/orphan"])
+            .status
+            .success(),
+        "the orphan never ran"
+    );
+    eventually(&with_init, None);
+    let out = fx.berth(&["inspect", "-f", "{{.HostConfig.Init}}", &with_init]);
+    assert_eq!(text(&out.stdout).trim(), "true");
+
+    // SIGTERM reaches the command (a PID 1 sleep would ignore it): 128+15.
+    assert!(fx
+        .berth(&["kill", "-s", "TERM", &with_init])
+        .status
+        .success());
+    assert_eq!(text(&fx.berth(&["wait", &with_init]).stdout).trim(), "143");
+    assert!(fx
+        .berth(&["rm", "-f", &with_init, &control])
+        .status
+        .success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn init_that_is_missing_dynamic_or_not_elf_is_refused_before_anything_exists() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let cg = fx.cgroup_parent.clone();
+    for (path, says) in [
+        ("/bin/bash", "is dynamically linked"),
+        (
+            "/etc/passwd",
+            "is not a 64-bit little-endian ELF executable",
+        ),
+        ("/no/such/berth-init", "reading /no/such/berth-init"),
+    ] {
+        let out = fx.berth_with_init(
+            Path::new(path),
+            &[
+                "run",
+                "--rm",
+                "--init",
+                "--cgroup-parent",
+                &cg,
+                "busybox",
+                "true",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(125), "{path}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{path}: {}",
+            text(&out.stderr)
+        );
+        let out = fx.berth_with_init(
+            Path::new(path),
+            &[
+                "create",
+                "--init",
+                "--cgroup-parent",
+                &cg,
+                "busybox",
+                "true",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(125), "{path}");
+    }
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn run_it_detaches_with_the_keys_and_start_ai_goes_through_the_monitor_too() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let cg = fx.cgroup_parent.clone();
+    let Some(mut t) = Term::spawn(&fx.line(&format!(
+        "run -it --rm --name it --cgroup-parent {cg} busybox sh"
+    ))) else {
+        return;
+    };
+    // The shell's banner is written before we could have typed: nothing is lost.
+    t.expect("BusyBox");
+    t.send(b"echo a-$((1+1))\r");
+    t.expect("a-2");
+    t.send(b"\x10\x11");
+    assert_eq!(t.wait().0, Some(0));
+    assert_eq!(fx.status_of("it"), "running 0");
+    let mut t = Term::spawn(&fx.line("attach it")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    t.send(b"exit 6\r");
+    assert_eq!(t.wait().0, Some(6));
+    // --rm: the monitor removed it once it exited.
+    assert_eq!(text(&fx.berth(&["ps", "-aq"]).stdout), "");
+
+    let out = fx.berth(&[
+        "create",
+        "-it",
+        "--name",
+        "c2",
+        "--cgroup-parent",
+        &cg,
+        "busybox",
+        "sh",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut t = Term::spawn(&fx.line("start -a -i --detach-keys ctrl-a,d c2")).unwrap();
+    t.send(b"echo b-$((2+2))\r");
+    t.expect("b-4");
+    t.send(b"\x01d");
+    assert_eq!(t.wait().0, Some(0));
+    assert_eq!(fx.status_of("c2"), "running 0");
+    assert!(fx.berth(&["rm", "-f", "c2"]).status.success());
+
+    // Without a terminal, or with bad keys: refused before anything exists.
+    let out = fx.run(&["-it", "busybox", "sh"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("the input device is not a TTY"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = fx.run(&["-t", "--detach-keys", "ctrl-", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("invalid detach keys"),
+        "{}",
+        text(&out.stderr)
+    );
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn init_on_a_terminal_leaves_ctrl_c_to_the_shells_foreground_job() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let init = static_berth_init();
+    let cmd = format!(
+        "BERTH_INIT_PATH={} {}",
+        init.display(),
+        fx.line(&format!(
+            "run -it --rm --init --cgroup-parent {} busybox sh",
+            fx.cgroup_parent
+        ))
+    );
+    let Some(mut t) = Term::spawn(&cmd) else {
+        return;
+    };
+    t.expect("BusyBox");
+    // The shell owns the terminal (berth-init made its group the foreground one), so it can
+    // run a job in the foreground, and ctrl-c interrupts that job only.
+    t.send(b"echo marker-$((3*3)); sleep 100\r");
+    t.expect("marker-9");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    t.send(b"\x03");
+    t.send(b"echo rc=$?\r");
+    t.expect("rc=130");
+    t.send(b"exit 4\r");
+    assert_eq!(t.wait().0, Some(4));
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_and_holds_back_nobody() {
+    if !prerequisites() {
+        return;
+    }
+    use std::io::Read;
+    let fx = Fixture::new();
+    let size = std::fs::metadata("/bin/busybox").unwrap().len() as usize;
+    let out = fx.run(&[
+        "-di",
+        "--log-driver",
+        "none",
+        "--name",
+        "flood",
+        "busybox",
+        "sh",
+        "-c",
+        "read go; for i in 1 2 3 4 5 6 7 8 9 10; do cat /bin/busybox; done",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&fx.berth(&["inspect", "-f", "{{.Id}}", "flood"]).stdout)
+        .trim()
+        .to_owned();
+    // A raw client that never reads what the monitor sends.
+    let dir = std::fs::File::open(fx.root().join("containers").join(&id)).unwrap();
+    let addr = format!(
+        "/proc/self/fd/{}/attach.sock",
+        std::os::fd::AsRawFd::as_raw_fd(&dir)
+    );
+    let mut stuck = std::os::unix::net::UnixStream::connect(&addr).unwrap();
+    // A real client starts the flood and must get all of it.
+    let mut child = Command::new(BERTH)
+        .arg("--root")
+        .arg(fx.root())
+        .args(["attach", "flood"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let mut got = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut got).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(got.len(), 10 * size);
+    // The stuck one was dropped once 4 MiB piled up: it reads a bounded amount, then EOF.
+    let mut rest = Vec::new();
+    let _ = stuck.read_to_end(&mut rest);
+    assert!(rest.len() < 10 * size / 2, "{} bytes", rest.len());
+    assert_eq!(fx.status_of("flood"), "exited 0");
+    assert!(fx.berth(&["rm", "flood"]).status.success());
     fx.assert_no_leaks();
 }

@@ -167,6 +167,8 @@ pub struct RunOptions {
     pub userns: Option<String>,
     /// `--platform os/arch[/variant]`: the image must be for this platform.
     pub platform: Option<String>,
+    /// `--init`: run the command under Berth's minimal init (see [`crate::init`]).
+    pub init: bool,
 }
 
 /// `/etc/hosts` for the container: Docker's defaults, the host name, then `--add-host NAME:IP`.

@@ -12,10 +12,12 @@
 //! It depends on `berth-runtime` (bundles) and `berth-image` (store, snapshots); it must not
 //! print or exit: the CLI reports errors and maps them to Docker's exit codes.
 
+pub mod attach;
 pub mod bundle;
 pub mod devices;
 pub mod exec;
 pub mod fsops;
+pub mod init;
 pub mod isolation;
 pub mod lifecycle;
 pub mod logs;

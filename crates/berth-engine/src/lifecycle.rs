@@ -54,6 +54,8 @@ pub enum CreateError {
         wanted: String,
         actual: String,
     },
+    #[error(transparent)]
+    Init(#[from] crate::init::InitError),
     #[error("cannot join the {kind} namespace of container {target:?}: it is not running")]
     JoinNotRunning { kind: &'static str, target: String },
     #[error("opening the image store")]
@@ -117,6 +119,12 @@ pub enum StartError {
         #[source]
         source: nix::errno::Errno,
     },
+    #[error("preparing the attach socket of container {id}")]
+    AttachSocket {
+        id: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
     #[error("no monitor program is configured to run container {0} detached")]
     NoMonitor(String),
     #[error("starting the monitor of container {id}")]
@@ -137,8 +145,6 @@ pub enum StartError {
         #[source]
         source: nix::errno::Errno,
     },
-    #[error("-t with -d needs a terminal the monitor would serve, which is not supported yet")]
-    DetachedTty,
 }
 
 /// Docker's exit code when the container's command itself cannot run: 127 when it is not
@@ -336,6 +342,11 @@ impl Engine {
         let from_image = bundle::image_volumes(&img, &mounts)?;
         mounts.extend(from_image);
         crate::devices::resolve(opts)?;
+        let init_binary = if opts.init {
+            Some(crate::init::find()?)
+        } else {
+            None
+        };
         let parent = opts
             .cgroup_parent
             .clone()
@@ -414,6 +425,7 @@ impl Engine {
             log_max_size: rotation.max_size,
             log_max_file: rotation.max_file,
             mounts,
+            init: opts.init,
             bundle: bundle_dir,
             state: State::default(),
             security: record::SecurityRecord {
@@ -463,6 +475,7 @@ impl Engine {
             opts,
             &mut rec,
             &joined,
+            init_binary.as_deref(),
             keep_mounted,
         ) {
             Ok(()) => Ok(rec),
@@ -554,6 +567,7 @@ impl Engine {
         opts: &RunOptions,
         rec: &mut ContainerRecord,
         joined: &[(&'static str, PathBuf)],
+        init_binary: Option<&Path>,
         keep_mounted: bool,
     ) -> Result<(), CreateError> {
         let (store, image, img) = source;
@@ -616,6 +630,10 @@ impl Engine {
             },
         )?;
         let spec = crate::devices::apply(spec, opts)?;
+        let mut spec = serde_json::to_value(&spec).expect("a spec serialises");
+        if let Some(init) = init_binary {
+            crate::init::apply(&mut spec, init);
+        }
         let config = rec.bundle.join("config.json");
         record::write_atomic(
             &config,
@@ -865,10 +883,35 @@ impl Engine {
     /// `start` detached: hands container `id` to a new monitor process and returns once the
     /// container runs (or the monitor reports why it could not start it).
     pub fn start_detached(&self, id: &str) -> Result<(), StartError> {
-        let rec = self.records.load(id)?;
-        if rec.tty {
-            return Err(StartError::DetachedTty);
+        self.start_monitored(id, None)
+    }
+
+    /// `start` under the monitor with this process attached from the first byte (`run -t`,
+    /// `start -a` of a tty container): the attach socket is bound and connected here, before
+    /// the monitor exists, and handed to it as its stdin, so nothing the container writes
+    /// before we get to read is lost. Returns our end of the connection.
+    pub fn start_attached(&self, id: &str) -> Result<std::os::fd::OwnedFd, StartError> {
+        // The socket of a running container's monitor must not be replaced.
+        if self.reconcile(self.records.load(id)?).state.status == Status::Running {
+            return Err(StartError::AlreadyRunning(id.to_owned()));
         }
+        let dir = self.records.dir(id);
+        let sock_err = |source| StartError::AttachSocket {
+            id: id.to_owned(),
+            source,
+        };
+        let listener = crate::attach::listen_in(&dir).map_err(sock_err)?;
+        let client = crate::attach::connect_in(&dir).map_err(sock_err)?;
+        self.start_monitored(id, Some(std::os::fd::OwnedFd::from(listener)))?;
+        Ok(client)
+    }
+
+    fn start_monitored(
+        &self,
+        id: &str,
+        listener: Option<std::os::fd::OwnedFd>,
+    ) -> Result<(), StartError> {
+        let rec = self.records.load(id)?;
         if rec.state.status == Status::Running {
             return Err(StartError::AlreadyRunning(id.to_owned()));
         }
@@ -880,10 +923,14 @@ impl Engine {
             id: id.to_owned(),
             source,
         };
+        let stdin = match listener {
+            Some(l) => Stdio::from(l),
+            None => Stdio::null(),
+        };
         let mut child = Command::new(&m.program)
             .args(&m.args)
             .arg(id)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .current_dir("/")
@@ -1111,12 +1158,15 @@ impl Engine {
         Ok(all)
     }
 
+    /// The monitor's start: with `console` (the container's end of a console socketpair)
+    /// the container gets a pty whose master arrives on the other end.
     pub(crate) fn launch_for_monitor(
         &self,
         id: &str,
+        console: Option<std::os::fd::OwnedFd>,
     ) -> Result<(ContainerRecord, i32), StartError> {
         let rec = self.prepare_start(id)?;
-        let pid = self.launch(&rec, None)?;
+        let pid = self.launch(&rec, console)?;
         Ok((rec, pid))
     }
 }

@@ -13,16 +13,19 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 
 use berth_runtime::ops;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::attach;
 use crate::exec::chain;
 use crate::logs::{LineLogger, Rotation};
 use crate::Engine;
@@ -95,25 +98,34 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
     for fd in [&out_r, &err_r] {
         let _ = fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
     }
-    let (log_path, rotation) = match engine.records.load(id) {
-        Ok(r) if r.log_driver == "none" => (
+    let rec = match engine.records.load(id) {
+        // Another monitor runs it: its attach socket must stay.
+        Ok(r) if r.state.status == crate::Status::Running => {
+            report(rep, &format!("container {id} is already running"));
+            return 125;
+        }
+        Ok(r) => r,
+        Err(e) => {
+            report(rep, &chain(&e));
+            return 125;
+        }
+    };
+    let (log_path, rotation) = if rec.log_driver == "none" {
+        (
             std::path::PathBuf::from("/dev/null"),
             Rotation {
                 max_size: 0,
                 max_file: 1,
             },
-        ),
-        Ok(r) => (
+        )
+    } else {
+        (
             engine.log_path(id),
             Rotation {
-                max_size: r.log_max_size,
-                max_file: r.log_max_file,
+                max_size: rec.log_max_size,
+                max_file: rec.log_max_file,
             },
-        ),
-        Err(e) => {
-            report(rep, &chain(&e));
-            return 125;
-        }
+        )
     };
     let mut log = match LineLogger::open(&log_path, rotation) {
         Ok(l) => l,
@@ -122,24 +134,132 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
             return 125;
         }
     };
+    // `-i` without a tty: the container reads a pipe whose write end we keep open (Docker
+    // keeps a detached container's stdin open), fed by attach clients. With a tty, the pty
+    // master is its stdin.
+    let stdin_pipe = if rec.open_stdin && !rec.tty {
+        match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+            Ok((r, w)) => {
+                let _ = fcntl(&w, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+                Some((r, w))
+            }
+            Err(e) => {
+                report(rep, &format!("creating the stdin pipe: {e}"));
+                return 125;
+            }
+        }
+    } else {
+        None
+    };
+    // Attach clients connect from the moment `run -d` returns. A caller that attaches from
+    // the first byte (`run -t`) bound the socket itself and gave it to us as stdin.
+    let record_dir = engine.records.dir(id);
+    let inherited = inherited_listener();
+    let listener = match inherited.map_or_else(|| attach::listen_in(&record_dir), Ok) {
+        Ok(l) => l,
+        Err(e) => {
+            report(
+                rep,
+                &format!(
+                    "listening on {}: {e}",
+                    record_dir.join(attach::SOCKET_NAME).display()
+                ),
+            );
+            return 125;
+        }
+    };
+    let code = supervise_runs(
+        engine,
+        id,
+        rec.tty,
+        [&out_r, &err_r],
+        [&out_w, &err_w],
+        stdin_pipe.as_ref(),
+        &listener,
+        &mut log,
+        rep,
+    );
+    // The record directory is gone with `--rm`; otherwise no one may connect any more.
+    let _ = std::fs::remove_file(record_dir.join(attach::SOCKET_NAME));
+    code
+}
+
+/// The listening socket our caller passed as stdin, if it did; stdin becomes /dev/null (the
+/// container must not inherit the socket).
+fn inherited_listener() -> Option<UnixListener> {
+    use nix::sys::stat::{fstat, SFlag};
+    let st = fstat(std::io::stdin()).ok()?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
+        return None;
+    }
+    let fd = nix::unistd::dup(std::io::stdin()).ok()?;
+    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(&null);
+    }
+    let l = UnixListener::from(fd);
+    l.set_nonblocking(true).ok()?;
+    Some(l)
+}
+
+/// Runs the container (again, under its restart policy) until it is done; returns the
+/// monitor's exit status.
+#[allow(clippy::too_many_arguments)]
+fn supervise_runs(
+    engine: &Engine,
+    id: &str,
+    tty: bool,
+    outputs: [&OwnedFd; 2],
+    out_w: [&OwnedFd; 2],
+    stdin_pipe: Option<&(OwnedFd, OwnedFd)>,
+    listener: &UnixListener,
+    log: &mut LineLogger,
+    rep: OwnedFd,
+) -> i32 {
     if let Err(e) = ops::wait::become_subreaper() {
         report(rep, &format!("becoming the subreaper: {e}"));
         return 125;
     }
-    let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null");
     let mut rep = Some(rep);
     let mut failures: u32 = 0;
     loop {
-        // The container gets the pipes as stdout and stderr; we keep them only on fds that
-        // are closed on exec.
-        if let Err(e) = nix::unistd::dup2_stdout(&out_w).and(nix::unistd::dup2_stderr(&err_w)) {
+        // The container gets the pipes as stdout and stderr (and stdin with -i); we keep them
+        // only on fds that are closed on exec.
+        let mut redirected =
+            nix::unistd::dup2_stdout(out_w[0]).and(nix::unistd::dup2_stderr(out_w[1]));
+        if let Some((r, _)) = stdin_pipe {
+            redirected = redirected.and(nix::unistd::dup2_stdin(r));
+        }
+        if let Err(e) = redirected {
             if let Some(rep) = rep.take() {
                 report(rep, &format!("redirecting the container's stdio: {e}"));
             }
             return 125;
         }
-        let launched = engine.launch_for_monitor(id);
+        let console = if tty {
+            match ops::console::socket_pair() {
+                Ok(pair) => Some(pair),
+                Err(e) => {
+                    if let Some(rep) = rep.take() {
+                        report(rep, &chain(&e));
+                    }
+                    return 125;
+                }
+            }
+        } else {
+            None
+        };
+        let (ours, theirs) = match console {
+            Some((a, b)) => (Some(a), Some(b)),
+            None => (None, None),
+        };
+        let launched = engine.launch_for_monitor(id, theirs);
         if let Ok(null) = &null {
+            let _ = nix::unistd::dup2_stdin(null);
             let _ = nix::unistd::dup2_stdout(null);
             let _ = nix::unistd::dup2_stderr(null);
         }
@@ -158,6 +278,24 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
                 return 125;
             }
         };
+        // The pty master: the container's terminal, both its output and its input.
+        let master = match ours.as_ref().map(ops::console::receive_master) {
+            None => None,
+            Some(Ok(m)) => {
+                let _ = fcntl(&m, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+                Some(m)
+            }
+            Some(Err(e)) => {
+                let _ = ops::kill::kill(&engine.runtime, id, Signal::SIGKILL, true);
+                let code = supervise(pid, &mut Hub::new(log, [None, None], None, None), None);
+                engine.finish(id, code, Some(chain(&e)));
+                if let Some(rep) = rep.take() {
+                    report(rep, &chain(&e));
+                }
+                return 125;
+            }
+        };
+        drop(ours);
         let started = std::time::Instant::now();
         // Blocked only after the spawn: the container's init inherits the mask (see
         // `Engine::start_foreground`). An exit before this is reaped by the first pass in
@@ -175,11 +313,20 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
         if let Some(rep) = rep.take() {
             send(rep, &Report::Started);
         }
-        let code = supervise(pid, [&out_r, &err_r], &mut log, &set);
+        let (sources, input) = match &master {
+            Some(m) => ([Some(m), None], Some(m)),
+            None => (
+                [Some(outputs[0]), Some(outputs[1])],
+                stdin_pipe.map(|(_, w)| w),
+            ),
+        };
+        let mut hub = Hub::new(log, sources, input, Some(listener));
+        hub.tty = master.is_some();
+        let code = supervise(pid, &mut hub, Some(&set));
         // The next init must not inherit a blocked mask either.
         ops::wait::unblock_signals(&set);
-        let _ = log.flush(0);
-        let _ = log.flush(1);
+        let _ = hub.log.flush(0);
+        let _ = hub.log.flush(1);
         let restart = engine
             .records
             .load(id)
@@ -193,6 +340,10 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
             })
             .unwrap_or(false);
         engine.finish(id, code, None);
+        // Clients learn the code once it is recorded, so what they run next sees the exit.
+        hub.say_exit(code);
+        drop(hub);
+        drop(master);
         if !restart {
             return 0;
         }
@@ -232,31 +383,215 @@ pub fn should_restart(policy: &str, code: i32, count: u32, manually_stopped: boo
     }
 }
 
-/// Copies the container's output into the log until it is done; returns its exit code.
-fn supervise(
-    pid: i32,
-    streams: [&OwnedFd; 2],
-    log: &mut LineLogger,
-    set: &nix::sys::signal::SigSet,
-) -> i32 {
-    let target = Pid::from_raw(pid);
-    let Ok(sfd) = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC) else {
-        return 255;
-    };
-    let mut buf = vec![0u8; 64 * 1024];
-    // Reads what the pipe holds now; false at end of file or on an error.
-    let mut drain = |i: usize, log: &mut LineLogger| loop {
-        match nix::unistd::read(streams[i], &mut buf) {
-            Ok(0) => return false,
-            Ok(n) => {
-                let _ = log.feed(i, &buf[..n]);
-            }
-            Err(Errno::EINTR) => {}
-            Err(Errno::EAGAIN) => return true,
-            Err(_) => return false,
+/// An attach client: its socket (non-blocking), what it sent so far, what waits to be sent.
+struct Attacher {
+    sock: OwnedFd,
+    decoder: attach::Decoder,
+    out: Vec<u8>,
+}
+
+/// A client that lets this much output pile up unread is dropped, so a stuck terminal never
+/// grows the monitor.
+const MAX_PENDING: usize = 4 << 20;
+
+/// Where the container's output goes (the log, the attach clients) and where its input comes
+/// from (the clients).
+struct Hub<'a> {
+    log: &'a mut LineLogger,
+    /// stdout and stderr; with a tty, the pty master alone as stdout.
+    sources: [Option<&'a OwnedFd>; 2],
+    /// The container's stdin: the pty master or the write end of its stdin pipe.
+    input: Option<&'a OwnedFd>,
+    listener: Option<&'a UnixListener>,
+    clients: Vec<Attacher>,
+    /// Client input not yet taken by the container.
+    pending_input: Vec<u8>,
+    tty: bool,
+    buf: Vec<u8>,
+}
+
+impl<'a> Hub<'a> {
+    fn new(
+        log: &'a mut LineLogger,
+        sources: [Option<&'a OwnedFd>; 2],
+        input: Option<&'a OwnedFd>,
+        listener: Option<&'a UnixListener>,
+    ) -> Self {
+        Self {
+            log,
+            sources,
+            input,
+            listener,
+            clients: Vec::new(),
+            pending_input: Vec::new(),
+            tty: false,
+            buf: vec![0u8; 64 * 1024],
         }
+    }
+
+    /// Reads what source `i` holds now into the log and the clients; false at end of file
+    /// (or EIO: a pty whose slave side is closed) or on an error.
+    fn drain(&mut self, i: usize) -> bool {
+        let Some(fd) = self.sources[i] else {
+            return false;
+        };
+        loop {
+            match nix::unistd::read(fd, &mut self.buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    let _ = self.log.feed(i, &self.buf[..n]);
+                    let kind = if i == 0 {
+                        attach::Kind::Stdout
+                    } else {
+                        attach::Kind::Stderr
+                    };
+                    for c in &mut self.clients {
+                        attach::encode(&mut c.out, kind, &self.buf[..n]);
+                    }
+                    self.flush_clients();
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Writes what each client can take now; drops the ones that fail or fall too far behind.
+    fn flush_clients(&mut self) {
+        self.clients.retain_mut(|c| {
+            while !c.out.is_empty() {
+                match nix::unistd::write(&c.sock, &c.out) {
+                    Ok(n) => {
+                        c.out.drain(..n);
+                    }
+                    Err(Errno::EINTR) => {}
+                    Err(Errno::EAGAIN) => return c.out.len() <= MAX_PENDING,
+                    Err(_) => return false,
+                }
+            }
+            true
+        });
+    }
+
+    fn accept(&mut self) {
+        let Some(l) = self.listener else { return };
+        loop {
+            match l.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    self.clients.push(Attacher {
+                        sock: OwnedFd::from(stream),
+                        decoder: attach::Decoder::default(),
+                        out: Vec::new(),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Reads what client `k` sent; false when it is gone or broke the protocol.
+    fn serve_client(&mut self, k: usize, pid: Pid) -> bool {
+        let n = match nix::unistd::read(&self.clients[k].sock, &mut self.buf) {
+            Ok(0) => return false,
+            Ok(n) => n,
+            Err(Errno::EINTR) | Err(Errno::EAGAIN) => return true,
+            Err(_) => return false,
+        };
+        let c = &mut self.clients[k];
+        c.decoder.feed(&self.buf[..n]);
+        loop {
+            let frame = match c.decoder.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return true,
+                Err(_) => return false,
+            };
+            match frame.kind {
+                attach::Kind::Stdin if self.input.is_some() => {
+                    self.pending_input.extend_from_slice(&frame.payload);
+                }
+                attach::Kind::Resize if self.tty => {
+                    if let (Some(m), [r0, r1, c0, c1]) = (self.input, frame.payload.as_slice()) {
+                        let rows = u16::from_be_bytes([*r0, *r1]);
+                        let cols = u16::from_be_bytes([*c0, *c1]);
+                        let _ = ops::console::set_window_size(m.as_fd(), rows, cols);
+                    }
+                }
+                attach::Kind::Signal => {
+                    if let Ok(b) = <[u8; 4]>::try_from(frame.payload.as_slice()) {
+                        if let Ok(sig) = Signal::try_from(i32::from_be_bytes(b)) {
+                            let _ = nix::sys::signal::kill(pid, sig);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Gives the container what clients typed, as much as it takes now.
+    fn feed_input(&mut self) {
+        let Some(fd) = self.input else {
+            self.pending_input.clear();
+            return;
+        };
+        while !self.pending_input.is_empty() {
+            match nix::unistd::write(fd, &self.pending_input) {
+                Ok(n) => {
+                    self.pending_input.drain(..n);
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return,
+                // Nobody reads (the container closed its stdin): input is dropped.
+                Err(_) => {
+                    self.pending_input.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Tells every client the exit code and gives them a moment to take what is left.
+    fn say_exit(&mut self, code: i32) {
+        for c in &mut self.clients {
+            attach::encode(&mut c.out, attach::Kind::Exit, &code.to_be_bytes());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            self.flush_clients();
+            self.clients.retain(|c| !c.out.is_empty());
+            if self.clients.is_empty() || std::time::Instant::now() >= deadline {
+                break;
+            }
+            let mut fds: Vec<PollFd> = self
+                .clients
+                .iter()
+                .map(|c| PollFd::new(c.sock.as_fd(), PollFlags::POLLOUT))
+                .collect();
+            let _ = poll(&mut fds, PollTimeout::from(100u16));
+        }
+        self.clients.clear();
+    }
+}
+
+/// Copies the container's output into the log and to attach clients, and client input to
+/// the container, until the init exits; returns its exit code. `set` are the blocked signals
+/// (`None`: reap only).
+fn supervise(pid: i32, hub: &mut Hub<'_>, set: Option<&nix::sys::signal::SigSet>) -> i32 {
+    let target = Pid::from_raw(pid);
+    let sfd = match set.map(|s| SignalFd::with_flags(s, SfdFlags::SFD_CLOEXEC)) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(_)) => return 255,
+        None => None,
     };
-    let mut open = [true, true];
+    let mut open = [hub.sources[0].is_some(), hub.sources[1].is_some()];
+    // A client already waiting (the caller of `run -t`) is taken before any output is read.
+    hub.accept();
     loop {
         // Reap whatever exited (we are the subreaper): the init, the runtime's helpers.
         let mut exited = None;
@@ -274,40 +609,92 @@ fn supervise(
         }
         if let Some(code) = exited {
             // The init is gone, and with it every process of its PID namespace: what they
-            // wrote is in the pipes.
+            // wrote is in the pipes (or the pty).
             for (i, o) in open.iter().enumerate() {
                 if *o {
-                    drain(i, log);
+                    hub.drain(i);
                 }
             }
             return code;
         }
+        let Some(sfd) = &sfd else {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        };
+        // Order: signals, sources, listener, container input, then one per client.
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         let mut which = Vec::new();
-        for (i, fd) in streams.iter().enumerate() {
-            if open[i] {
+        for (i, fd) in hub.sources.iter().enumerate() {
+            if let (true, Some(fd)) = (open[i], fd) {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
                 which.push(i);
             }
+        }
+        let listen_at = hub.listener.map(|l| {
+            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let input_at = match hub.input {
+            Some(fd) if !hub.pending_input.is_empty() => {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLOUT));
+                Some(fds.len() - 1)
+            }
+            _ => None,
+        };
+        let clients_at = fds.len();
+        for c in &hub.clients {
+            // Input is read only once the container took the previous input: a container
+            // that never reads stdin holds clients back instead of growing our buffer.
+            let mut ev = PollFlags::empty();
+            if hub.pending_input.is_empty() {
+                ev |= PollFlags::POLLIN;
+            }
+            if !c.out.is_empty() {
+                ev |= PollFlags::POLLOUT;
+            }
+            fds.push(PollFd::new(c.sock.as_fd(), ev));
         }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(_) => return 255,
         }
-        let ready: Vec<bool> = fds
+        let ready: Vec<PollFlags> = fds
             .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
             .collect();
         drop(fds);
-        if ready[0] {
+        if !ready[0].is_empty() {
             // SIGCHLD is handled by the reaping above; other signals are not for us.
             let _ = sfd.read_signal();
         }
         for (k, &i) in which.iter().enumerate() {
-            if ready[k + 1] && !drain(i, log) {
+            if !ready[k + 1].is_empty() && !hub.drain(i) {
                 open[i] = false;
             }
         }
+        if listen_at.is_some_and(|at| !ready[at].is_empty()) {
+            hub.accept();
+        }
+        if input_at.is_some_and(|at| !ready[at].is_empty()) {
+            hub.feed_input();
+        }
+        // Clients accepted just now come after those polled; walk back so removal is safe.
+        let polled = ready.len() - clients_at;
+        for k in (0..polled.min(hub.clients.len())).rev() {
+            let r = ready[clients_at + k];
+            let mut keep = true;
+            if r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+                keep = hub.serve_client(k, target);
+            }
+            if keep && r.contains(PollFlags::POLLHUP) && !r.contains(PollFlags::POLLIN) {
+                keep = false;
+            }
+            if !keep {
+                hub.clients.remove(k);
+            }
+        }
+        hub.feed_input();
+        hub.flush_clients();
     }
 }
 

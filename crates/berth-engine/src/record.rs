@@ -159,6 +159,9 @@ pub struct ContainerRecord {
     #[serde(default = "default_log_max_file")]
     pub log_max_file: u32,
     pub mounts: Vec<MountRecord>,
+    /// `--init`: PID 1 is Berth's init, which runs `path`/`args`.
+    #[serde(default)]
+    pub init: bool,
     /// The generated OCI bundle (`config.json`, `rootfs/`).
     pub bundle: PathBuf,
     pub state: State,
@@ -580,6 +583,7 @@ mod tests {
             log_max_size: default_log_max_size(),
             log_max_file: default_log_max_file(),
             mounts: vec![],
+            init: false,
             bundle: PathBuf::new(),
             state: State::default(),
             security: SecurityRecord::default(),

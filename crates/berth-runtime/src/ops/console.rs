@@ -48,12 +48,13 @@ pub fn receive_master(ours: &OwnedFd) -> Result<OwnedFd, ConsoleError> {
 }
 
 /// Puts our stdin in raw mode while alive, when it is a terminal.
-struct RawMode {
+pub struct RawMode {
     saved: Option<Termios>,
 }
 
 impl RawMode {
-    fn enter() -> Self {
+    /// Switches stdin to raw mode (nothing when it is not a terminal); restored on drop.
+    pub fn enter() -> Self {
         let stdin = std::io::stdin();
         let saved = tcgetattr(&stdin).ok();
         if let Some(t) = &saved {
@@ -90,6 +91,16 @@ fn copy(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<bool, Errno> {
         }
     }
     Ok(true)
+}
+
+/// The window size (rows, columns) of the terminal `fd`.
+pub fn window_size(fd: BorrowedFd<'_>) -> Result<(u16, u16), Errno> {
+    crate::sys::process::window_size(fd)
+}
+
+/// Sets the window size of the terminal (or pty master) `fd`.
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), Errno> {
+    crate::sys::process::set_window_size(fd, rows, cols)
 }
 
 fn resize(master: BorrowedFd<'_>) {
