@@ -819,3 +819,126 @@ fn prune_reclaims_a_dangling_image_and_df_counts_shared_layers_once() {
         .unwrap());
     assert_eq!(ids.lines().count(), 1);
 }
+
+/// `podman` with a private, throw-away storage (vfs: no mounts), so the host's podman images
+/// are never touched.
+fn podman(storage: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new("podman");
+    c.arg("--root")
+        .arg(storage.join("root"))
+        .arg("--runroot")
+        .arg(storage.join("run"))
+        .args(["--storage-driver", "vfs"]);
+    c
+}
+
+/// `berth save` archives load in podman (read as docker-archive, as oci-archive, and by
+/// `podman load`), and podman's
+/// own `save` archives (both formats) load in Berth, keeping the image ID each way.
+#[test]
+fn save_load_interoperate_with_podman() {
+    if !prerequisites() || !Path::new("/usr/bin/podman").exists() {
+        return;
+    }
+    let (root, home, work, storage) = (tmp(), tmp(), tmp(), tmp());
+    let rootfs = work.path().join("rootfs.tar");
+    let l = layer(&[
+        ("bin/", b""),
+        ("bin/busybox", &busybox()),
+        ("bin/sh", b"->busybox"),
+        ("etc/", b""),
+        ("etc/motd", b"from berth\n"),
+    ]);
+    let mut gz = flate2::read::GzDecoder::new(&l.gz[..]);
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut gz, &mut plain).unwrap();
+    std::fs::write(&rootfs, plain).unwrap();
+    ok(berth(root.path(), home.path())
+        .arg("import")
+        .arg(&rootfs)
+        .arg("example.com/interop:berth")
+        .args(["--change", r#"CMD ["/bin/sh"]"#])
+        .output()
+        .unwrap());
+    let id = ok(berth(root.path(), home.path())
+        .args(["image", "inspect", "--format", "{{.Id}}"])
+        .arg("example.com/interop:berth")
+        .output()
+        .unwrap());
+    let id = id.trim().trim_start_matches("sha256:").to_owned();
+    let saved = work.path().join("berth.tar");
+    ok(berth(root.path(), home.path())
+        .arg("save")
+        .arg("-o")
+        .arg(&saved)
+        .arg("example.com/interop:berth")
+        .output()
+        .unwrap());
+    for transport in ["docker-archive", "oci-archive"] {
+        // `podman pull TRANSPORT:FILE` reads the archive one way only; `podman load` guesses.
+        let o = podman(storage.path())
+            .arg("pull")
+            .arg("-q")
+            .arg(format!("{transport}:{}", saved.display()))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "podman pull {transport}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let o = podman(storage.path())
+            .args(["image", "inspect", "--format", "{{.Id}}"])
+            .arg(&id)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), id);
+        let o = podman(storage.path())
+            .args(["rmi", "-f", &id])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // And back: podman's archives, both formats, into fresh Berth stores.
+    let o = podman(storage.path())
+        .arg("load")
+        .arg("-i")
+        .arg(&saved)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for format in ["docker-archive", "oci-archive"] {
+        let file = work.path().join(format!("podman-{format}.tar"));
+        let o = podman(storage.path())
+            .args(["save", "--format", format, "-o"])
+            .arg(&file)
+            .arg("example.com/interop:berth")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "podman save {format}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let root2 = tmp();
+        let out = ok(berth(root2.path(), home.path())
+            .arg("load")
+            .arg("-i")
+            .arg(&file)
+            .output()
+            .unwrap());
+        assert!(out.contains("Loaded image"), "{format}: {out}");
+        let id2 = ok(berth(root2.path(), home.path())
+            .args(["image", "inspect", "--format", "{{.Id}}"])
+            .arg(&id)
+            .output()
+            .unwrap());
+        assert_eq!(
+            id2.trim().trim_start_matches("sha256:"),
+            id,
+            "{format}: image ID changed through podman"
+        );
+    }
+    let _ = podman(storage.path()).args(["rmi", "-a", "-f"]).output();
+}
