@@ -3,6 +3,8 @@
 //! /bin/busybox and pushed with berth-image's own registry client.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

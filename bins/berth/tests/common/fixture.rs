@@ -1,0 +1,222 @@
+//! The engine tests' fixture: a Berth root under /tmp with a `busybox` image built offline
+//! (`berth import` of a rootfs made from /bin/busybox) and a private cgroup parent under
+//! /berth-test/; everything is removed on drop, even when the test fails.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+pub use super::is_root;
+
+pub fn prerequisites() -> bool {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return false;
+    }
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: needs /bin/busybox (busybox-static)");
+        return false;
+    }
+    true
+}
+
+pub const CONTROLLERS: &[&str] = &[
+    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "unified",
+];
+
+/// A Berth root with a `busybox` image and a private cgroup parent.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub cgroup_parent: String,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = tempfile::Builder::new()
+            .prefix("berth-engine-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let cgroup_parent = format!(
+            "/berth-test/engine-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let fx = Self { dir, cgroup_parent };
+        fx.import_busybox();
+        fx
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn import_busybox(&self) {
+        let tarball = self.dir.path().join("rootfs.tar");
+        let mut b = tar::Builder::new(std::fs::File::create(&tarball).unwrap());
+        let mut dir = |path: &str| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            b.append_data(&mut h, path, std::io::empty()).unwrap();
+        };
+        for d in ["bin", "etc", "tmp", "home/app"] {
+            dir(d);
+        }
+        let mut file = |path: &str, mode: u32, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(mode);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, data).unwrap();
+        };
+        file(
+            "bin/busybox",
+            0o755,
+            &std::fs::read("/bin/busybox").unwrap(),
+        );
+        file(
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        );
+        file(
+            "etc/group",
+            0o644,
+            b"root:x:0:\napp:x:1000:\nstaff:x:50:app\n",
+        );
+        for applet in [
+            "sh", "echo", "true", "sleep", "id", "pwd", "cat", "hostname", "ls", "env", "tr",
+            "readlink",
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_mode(0o777);
+            h.set_size(0);
+            b.append_link(&mut h, format!("bin/{applet}"), "busybox")
+                .unwrap();
+        }
+        b.into_inner().unwrap().flush().unwrap();
+        let out = self.berth(&[
+            "import",
+            tarball.to_str().unwrap(),
+            "busybox:latest",
+            "--change",
+            r#"CMD ["sh"]"#,
+        ]);
+        assert!(out.status.success(), "import: {}", text(&out.stderr));
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Output {
+        Command::new(BERTH)
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `berth run` with this fixture's cgroup parent.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec!["run", "--cgroup-parent", &self.cgroup_parent];
+        all.extend_from_slice(args);
+        self.berth(&all)
+    }
+
+    /// Asserts that nothing of any container is left: records, names, snapshots, runtime
+    /// state, mounts and cgroups.
+    pub fn assert_no_leaks(&self) {
+        let root = self.root();
+        let ids: Vec<String> = std::fs::read_dir(root.join("containers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "index.lock" && n != "names")
+            .collect();
+        assert!(ids.is_empty(), "container records left: {ids:?}");
+        assert_eq!(
+            std::fs::read_dir(root.join("containers/names"))
+                .unwrap()
+                .count(),
+            0,
+            "names left"
+        );
+        assert_eq!(
+            std::fs::read_dir(root.join("snapshots")).unwrap().count(),
+            0
+        );
+        let run_left: Vec<_> = std::fs::read_dir(root.join("run"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != "seccomp-cache")
+            .collect();
+        assert!(run_left.is_empty(), "runtime state left: {run_left:?}");
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root_s = root.to_str().unwrap();
+        assert!(!mi.contains(root_s), "mounts left under {root_s}");
+        for c in CONTROLLERS {
+            let p = Path::new("/sys/fs/cgroup")
+                .join(c)
+                .join(&self.cgroup_parent[1..]);
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                let subdirs: Vec<_> = rd
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                    .map(|e| e.file_name())
+                    .collect();
+                assert!(
+                    subdirs.is_empty(),
+                    "cgroups left in {}: {subdirs:?}",
+                    p.display()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // Remove every container the test left (running or not), then our cgroup parent,
+        // then any mount below the root, then the files.
+        let out = self.berth(&["ps", "-aq", "--no-trunc"]);
+        for id in text(&out.stdout).lines() {
+            let _ = self.berth(&["rm", "-f", id]);
+        }
+        for c in CONTROLLERS {
+            let base = Path::new("/sys/fs/cgroup").join(c);
+            let p = base.join(&self.cgroup_parent[1..]);
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                for e in rd.flatten() {
+                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        let _ = std::fs::remove_dir(e.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&p);
+            // /berth-test itself is shared with other tests; removing it fails while in use.
+            let _ = std::fs::remove_dir(base.join("berth-test"));
+        }
+        let root = self.root();
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> = mi
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(root.to_str().unwrap()))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        let _ = Command::new("rm")
+            .args(["-rf", "--one-file-system"])
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
