@@ -4,6 +4,7 @@
 //! once with their cause chain (`berth: pulling x: layer sha256:..: fetching: ...`).
 //! Exit codes: 0 success, 1 the command failed, 2 usage error (from clap).
 
+mod cmd_observe;
 mod cmd_run;
 mod format;
 mod progress;
@@ -12,6 +13,7 @@ use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use berth_engine::events::{Event, EventLog};
 use berth_image::archive;
 use berth_image::auth::{self, Credentials};
 use berth_image::extract::ExtractOptions;
@@ -68,6 +70,10 @@ enum Cmd {
     /// Manage Berth.
     #[command(subcommand)]
     System(SystemCmd),
+    /// Display a live stream of container resource usage.
+    Stats(cmd_observe::StatsArgs),
+    /// Show what happens to containers and images (follows unless --until is given).
+    Events(cmd_observe::EventsArgs),
     #[command(flatten)]
     Engine(cmd_run::EngineCmd),
 }
@@ -243,32 +249,76 @@ fn registry_options(cli: &Cli) -> RegistryOptions {
     o
 }
 
+/// Records an image event (`berth events --filter type=image`). Best effort, as the engine's.
+pub(crate) fn image_event(ev: &EventLog, action: &str, id: &str, name: &str) {
+    // Docker names images the short way: `busybox:latest`, not `docker.io/library/...`.
+    let familiar = |s: &str| match s.parse::<Reference>() {
+        Ok(r) if !s.starts_with("sha256:") => {
+            let mut f = r.familiar_name();
+            if let Some(t) = r.tag.as_deref() {
+                f = format!("{f}:{t}");
+            } else if let Some(d) = &r.digest {
+                f = format!("{f}@{d}");
+            }
+            f
+        }
+        _ => s.to_string(),
+    };
+    let (id, name) = (familiar(id), familiar(name));
+    let attrs = [("name".to_string(), name)].into_iter().collect();
+    let id = id.as_str();
+    let _ = ev.append(&Event::new("image", action, id, attrs));
+}
+
 fn run(cli: Cli) -> Res {
     let reg = registry_options(&cli);
     let root = cli.root.clone();
     let store = || Store::open(&root);
+    let ev = EventLog::new(&root);
     match cli.cmd {
-        Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => cmd_pull(&store()?, a, reg),
-        Cmd::Push(a) | Cmd::Image(ImageCmd::Push(a)) => cmd_push(&store()?, a, &reg),
+        Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => {
+            let name = a.image.clone();
+            cmd_pull(&store()?, a, reg)?;
+            image_event(&ev, "pull", &name, &name);
+            Ok(())
+        }
+        Cmd::Push(a) | Cmd::Image(ImageCmd::Push(a)) => {
+            let name = a.destination.clone().unwrap_or(a.image.clone());
+            cmd_push(&store()?, a, &reg)?;
+            image_event(&ev, "push", &name, &name);
+            Ok(())
+        }
         Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => format::images(&store()?, &a),
-        Cmd::Rmi(a) | Cmd::Image(ImageCmd::Rm(a)) => cmd_rmi(&store()?, a),
+        Cmd::Rmi(a) | Cmd::Image(ImageCmd::Rm(a)) => cmd_rmi(&store()?, a, &ev),
         Cmd::Tag { source, target } | Cmd::Image(ImageCmd::Tag { source, target }) => {
             let target: Reference = target.parse()?;
-            store()?.tag(&source, &target)?;
+            let s = store()?;
+            s.tag(&source, &target)?;
+            let id = s
+                .resolve(&source)
+                .map(|r| r.id.to_string())
+                .unwrap_or(source);
+            image_event(&ev, "tag", &id, &target.to_string());
             Ok(())
         }
         Cmd::History(a) | Cmd::Image(ImageCmd::History(a)) => format::history(&store()?, &a),
         Cmd::Image(ImageCmd::Inspect { format, images }) => {
             format::inspect(&store()?, &images, format.as_deref())
         }
-        Cmd::Image(ImageCmd::Prune { all, force: _ }) => cmd_prune(&store()?, all),
+        Cmd::Image(ImageCmd::Prune { all, force: _ }) => cmd_prune(&store()?, all, &ev),
         Cmd::System(SystemCmd::Df { format }) => format::df(&store()?, format.as_deref()),
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => cmd_save(&store()?, a),
-        Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => cmd_load(&store()?, a),
-        Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => cmd_import(&store()?, a),
+        Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => cmd_load(&store()?, a, &ev),
+        Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => cmd_import(&store()?, a, &ev),
         Cmd::Login(a) => cmd_login(a, reg),
         Cmd::Logout { registry } => cmd_logout(&registry),
         Cmd::Engine(c) => cmd_run::dispatch(&root, c, reg),
+        Cmd::Stats(a) => {
+            cmd_run::exit_with(cmd_run::engine(&root).and_then(|e| cmd_observe::stats(&e, a)))
+        }
+        Cmd::Events(a) => {
+            cmd_run::exit_with(cmd_run::engine(&root).and_then(|e| cmd_observe::events(&e, a)))
+        }
     }
 }
 
@@ -319,16 +369,18 @@ fn cmd_push(store: &Store, a: PushArgs, reg: &RegistryOptions) -> Res {
     Ok(())
 }
 
-fn cmd_rmi(store: &Store, a: RmiArgs) -> Res {
+fn cmd_rmi(store: &Store, a: RmiArgs, ev: &EventLog) -> Res {
     let mut failed = None;
     for img in &a.images {
         match store.remove_image(img, a.force) {
             Ok((untagged, deleted)) => {
                 for t in untagged {
                     println!("Untagged: {t}");
+                    image_event(ev, "untag", &t.to_string(), &t.to_string());
                 }
                 if let Some(id) = deleted {
                     println!("Deleted: {id}");
+                    image_event(ev, "delete", &id.to_string(), img);
                 }
             }
             Err(e) => {
@@ -345,7 +397,7 @@ fn cmd_rmi(store: &Store, a: RmiArgs) -> Res {
     }
 }
 
-fn cmd_prune(store: &Store, all: bool) -> Res {
+fn cmd_prune(store: &Store, all: bool, ev: &EventLog) -> Res {
     let tags = store.tags()?;
     let mut removed = 0;
     for rec in store.records()? {
@@ -356,6 +408,7 @@ fn cmd_prune(store: &Store, all: bool) -> Res {
         let (_, deleted) = store.remove_image(&rec.id.to_string(), true)?;
         if let Some(id) = deleted {
             println!("Deleted: {id}");
+            image_event(ev, "delete", &id.to_string(), &id.to_string());
             removed += 1;
         }
     }
@@ -396,13 +449,14 @@ fn cmd_save(store: &Store, a: SaveArgs) -> Res {
     Ok(())
 }
 
-fn cmd_load(store: &Store, a: LoadArgs) -> Res {
+fn cmd_load(store: &Store, a: LoadArgs, ev: &EventLog) -> Res {
     let opts = ExtractOptions::default();
     let names = match &a.input {
         Some(p) => archive::load(store, io::BufReader::new(std::fs::File::open(p)?), &opts)?,
         None => archive::load(store, io::stdin().lock(), &opts)?,
     };
     for n in names {
+        image_event(ev, "load", &n.to_string(), &n.to_string());
         if a.quiet {
             println!("{n}");
         } else {
@@ -412,7 +466,7 @@ fn cmd_load(store: &Store, a: LoadArgs) -> Res {
     Ok(())
 }
 
-fn cmd_import(store: &Store, a: ImportArgs) -> Res {
+fn cmd_import(store: &Store, a: ImportArgs, ev: &EventLog) -> Res {
     let name = a
         .reference
         .as_deref()
@@ -425,6 +479,8 @@ fn cmd_import(store: &Store, a: ImportArgs) -> Res {
         let f = io::BufReader::new(std::fs::File::open(&a.file)?);
         archive::import(store, f, &a.change, name.as_ref(), &opts)?
     };
+    let name = name.map(|n| n.to_string()).unwrap_or_default();
+    image_event(ev, "import", &rec.id.to_string(), &name);
     println!("{}", rec.id);
     Ok(())
 }

@@ -13,6 +13,7 @@
 //! print or exit: the CLI reports errors and maps them to Docker's exit codes.
 
 pub mod bundle;
+pub mod events;
 pub mod exec;
 pub mod lifecycle;
 pub mod logs;
@@ -20,6 +21,7 @@ pub mod manage;
 pub mod monitor;
 pub mod names;
 pub mod record;
+pub mod stats;
 pub mod user;
 
 use std::ffi::OsString;
@@ -52,6 +54,8 @@ pub struct Engine {
     pub records: Records,
     pub runtime: Runtime,
     pub monitor: Option<MonitorCommand>,
+    /// Bound of each file of the event log (see [`events`]).
+    pub events_max_size: u64,
 }
 
 /// Why the engine's directories could not be opened.
@@ -89,6 +93,7 @@ impl Engine {
             runtime: Runtime::new(&run_root),
             run_root,
             monitor: None,
+            events_max_size: events::DEFAULT_MAX_SIZE,
         })
     }
 

@@ -196,6 +196,8 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
         if !restart {
             return 0;
         }
+        // `ps` shows "Restarting" during the back-off, as Docker's.
+        let _ = engine.set_restarting(id, true);
         // Docker's back-off: 100 ms doubling while the container keeps failing fast, reset
         // once it ran for 10 seconds.
         if started.elapsed() >= std::time::Duration::from_secs(10) {
@@ -208,10 +210,14 @@ pub fn run(engine: &Engine, id: &str) -> i32 {
         match engine.records.load(id) {
             Ok(r) if !r.state.manually_stopped && r.state.status == crate::Status::Exited => {
                 if engine.note_restart(id).is_err() {
+                    let _ = engine.set_restarting(id, false);
                     return 0;
                 }
             }
-            _ => return 0,
+            _ => {
+                let _ = engine.set_restarting(id, false);
+                return 0;
+            }
         }
     }
 }
