@@ -399,14 +399,18 @@ pub fn exit_with(res: Result<u8, Box<dyn std::error::Error>>) -> ! {
 }
 
 pub fn engine(root: &Path) -> Result<Engine, Box<dyn std::error::Error>> {
-    let mut e = Engine::open(root)?;
+    let (config, file) = crate::config();
+    let mut e = Engine::open_with(root, config, file.clone())?;
+    let mut args = vec!["--root".into(), root.as_os_str().to_owned()];
+    // The monitor must see the same configuration (run_root, event log bound).
+    if let Some(f) = file {
+        args.push("--config".into());
+        args.push(f.as_os_str().to_owned());
+    }
+    args.push("container-monitor".into());
     e.monitor = Some(MonitorCommand {
         program: std::env::current_exe()?,
-        args: vec![
-            "--root".into(),
-            root.as_os_str().to_owned(),
-            "container-monitor".into(),
-        ],
+        args,
     });
     Ok(e)
 }

@@ -6,6 +6,7 @@
 
 mod cmd_observe;
 mod cmd_run;
+mod cmd_system;
 mod format;
 mod progress;
 
@@ -13,6 +14,7 @@ use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use berth_engine::config::Config;
 use berth_engine::events::{Event, EventLog};
 use berth_image::archive;
 use berth_image::auth::{self, Credentials};
@@ -26,9 +28,12 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "berth", version, about = "A daemonless container engine")]
 struct Cli {
-    /// Root of Berth's storage.
-    #[arg(long, global = true, default_value = "/var/lib/berth")]
-    root: PathBuf,
+    /// Root of Berth's storage (default: berth.toml's `root`, else /var/lib/berth).
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
+    /// Configuration file (default: $BERTH_CONFIG, else /etc/berth/berth.toml if it exists).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     /// A registry (host:port) that may be reached over plain HTTP (repeatable).
     #[arg(long = "insecure-registry", global = true)]
     insecure: Vec<String>,
@@ -72,6 +77,10 @@ enum Cmd {
     System(SystemCmd),
     /// Display a live stream of container resource usage.
     Stats(cmd_observe::StatsArgs),
+    /// Show the Berth version information.
+    Version(cmd_system::FormatArgs),
+    /// Display system-wide information.
+    Info(cmd_system::FormatArgs),
     /// Show what happens to containers and images (follows unless --until is given).
     Events(cmd_observe::EventsArgs),
     #[command(flatten)]
@@ -118,6 +127,12 @@ enum SystemCmd {
         #[arg(long)]
         format: Option<String>,
     },
+    /// Remove stopped containers and dangling (with -a: unused) images.
+    Prune(cmd_system::PruneArgs),
+    /// Display system-wide information.
+    Info(cmd_system::FormatArgs),
+    /// Show the events (as `berth events`).
+    Events(cmd_observe::EventsArgs),
 }
 
 #[derive(clap::Args)]
@@ -221,8 +236,35 @@ struct LoginArgs {
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
+/// berth.toml as found at startup, and its path.
+static CONFIG: std::sync::OnceLock<(Config, Option<PathBuf>)> = std::sync::OnceLock::new();
+
+/// The configuration (defaults when none was loaded).
+pub(crate) fn config() -> &'static (Config, Option<PathBuf>) {
+    CONFIG.get_or_init(|| (Config::default(), None))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    match Config::locate(cli.config.as_deref()) {
+        Ok(c) => {
+            let _ = CONFIG.set(c);
+        }
+        Err(e) => {
+            // Nothing runs on a configuration Berth cannot honour.
+            eprintln!("berth: {}", berth_engine::exec::chain(&e));
+            return ExitCode::from(125);
+        }
+    }
+    if cli.root.is_none() {
+        cli.root = Some(
+            config()
+                .0
+                .root
+                .clone()
+                .unwrap_or_else(|| berth_engine::DEFAULT_ROOT.into()),
+        );
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -238,13 +280,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// The command line's registry options over berth.toml's `[registries]`.
 fn registry_options(cli: &Cli) -> RegistryOptions {
+    let file = &config().0.registries;
+    let mut insecure = cli.insecure.clone();
+    insecure.extend(file.insecure.iter().cloned());
     let mut o = RegistryOptions {
-        insecure: cli.insecure.clone(),
+        insecure,
         ..RegistryOptions::default()
     };
     if !cli.certs_dirs.is_empty() {
         o.cert_dirs = cli.certs_dirs.clone();
+    } else if !file.certs_dirs.is_empty() {
+        o.cert_dirs = file.certs_dirs.clone();
     }
     o
 }
@@ -272,7 +320,7 @@ pub(crate) fn image_event(ev: &EventLog, action: &str, id: &str, name: &str) {
 
 fn run(cli: Cli) -> Res {
     let reg = registry_options(&cli);
-    let root = cli.root.clone();
+    let root = cli.root.clone().expect("main resolved the root");
     let store = || Store::open(&root);
     let ev = EventLog::new(&root);
     match cli.cmd {
@@ -306,7 +354,21 @@ fn run(cli: Cli) -> Res {
             format::inspect(&store()?, &images, format.as_deref())
         }
         Cmd::Image(ImageCmd::Prune { all, force: _ }) => cmd_prune(&store()?, all, &ev),
-        Cmd::System(SystemCmd::Df { format }) => format::df(&store()?, format.as_deref()),
+        Cmd::System(SystemCmd::Df { format }) => cmd_run::exit_with(
+            cmd_run::engine(&root).and_then(|e| cmd_system::df(&e, format.as_deref())),
+        ),
+        Cmd::System(SystemCmd::Prune(a)) => {
+            cmd_run::exit_with(cmd_run::engine(&root).and_then(|e| cmd_system::prune(&e, a)))
+        }
+        Cmd::Info(a) | Cmd::System(SystemCmd::Info(a)) => {
+            cmd_run::exit_with(cmd_run::engine(&root).and_then(|e| cmd_system::info(&e, &reg, a)))
+        }
+        Cmd::Version(a) => {
+            cmd_run::exit_with(cmd_run::engine(&root).and_then(|e| cmd_system::version(&e, a)))
+        }
+        Cmd::System(SystemCmd::Events(a)) => {
+            cmd_run::exit_with(cmd_run::engine(&root).and_then(|e| cmd_observe::events(&e, a)))
+        }
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => cmd_save(&store()?, a),
         Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => cmd_load(&store()?, a, &ev),
         Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => cmd_import(&store()?, a, &ev),
@@ -398,24 +460,16 @@ fn cmd_rmi(store: &Store, a: RmiArgs, ev: &EventLog) -> Res {
 }
 
 fn cmd_prune(store: &Store, all: bool, ev: &EventLog) -> Res {
-    let tags = store.tags()?;
-    let mut removed = 0;
-    for rec in store.records()? {
-        let tagged = tags.values().any(|v| *v == rec.id);
-        if (tagged && !all) || !store.snapshot_users(&rec.id)?.is_empty() {
-            continue;
-        }
-        let (_, deleted) = store.remove_image(&rec.id.to_string(), true)?;
-        if let Some(id) = deleted {
-            println!("Deleted: {id}");
-            image_event(ev, "delete", &id.to_string(), &id.to_string());
-            removed += 1;
-        }
+    let (removed, st) = cmd_system::prune_images(store, all)?;
+    for id in &removed {
+        println!("Deleted: {id}");
+        image_event(ev, "delete", id, id);
     }
-    let st = store.gc()?;
     println!(
-        "Deleted images: {removed}, layers: {}, blobs: {}",
-        st.layers_removed, st.blobs_removed
+        "Deleted images: {}, layers: {}, blobs: {}",
+        removed.len(),
+        st.layers_removed,
+        st.blobs_removed
     );
     println!(
         "Total reclaimed space: {}",

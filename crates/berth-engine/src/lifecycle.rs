@@ -226,6 +226,10 @@ impl Engine {
         opts: &RunOptions,
         keep_mounted: bool,
     ) -> Result<ContainerRecord, CreateError> {
+        // berth.toml's defaults where the command line gave none.
+        let mut with_defaults = opts.clone();
+        self.config.apply(&mut with_defaults);
+        let opts = &with_defaults;
         let store = self.store().map_err(CreateError::Store)?;
         let image = store
             .resolve(&opts.image)
