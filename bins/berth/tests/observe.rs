@@ -358,6 +358,27 @@ fn events_follow_the_lifecycle_and_filter_by_time_type_container_event_label() {
         "{{.Status}} {{.Actor.Attributes.oldName}} {{.From}}",
     ]));
     assert_eq!(tpl, "rename /web busybox\n");
+    // --since without --until prints the history, then follows.
+    let followed = read_for(
+        &fx,
+        &[
+            "events",
+            "--since",
+            &since,
+            "--filter",
+            "event=die",
+            "--format",
+            "{{.Actor.Attributes.name}}",
+        ],
+        0.0,
+        || {
+            std::thread::sleep(Duration::from_millis(300));
+            let out = fx.run(&["--rm", "--name", "later", "busybox", "true"]);
+            assert!(out.status.success());
+            std::thread::sleep(Duration::from_millis(400));
+        },
+    );
+    assert_eq!(followed, "once\nfront\nlater\n");
     // An --until in the past before everything shows nothing.
     let none = ok_text(fx.berth(&["events", "--since", "1", "--until", "2"]));
     assert_eq!(none, "");
