@@ -940,3 +940,56 @@ fn foreground_run_forwards_signals_to_the_container() {
     assert_eq!(rest, "got-term\n");
     fx.assert_no_leaks();
 }
+
+/// Regression: a `berth` killed inside the runtime's create, after the cgroup was made and
+/// before the runtime saved its state, left a cgroup nothing removed; and one killed inside
+/// the record insert left a directory without `container.json` that `ps` never listed.
+#[test]
+fn rm_removes_a_cgroup_and_ps_reaps_a_record_left_by_a_killed_create() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.berth(&[
+        "create",
+        "--name",
+        "half",
+        "--cgroup-parent",
+        &fx.cgroup_parent,
+        "busybox",
+        "true",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    // What the killed runtime create leaves: the container's leaf cgroup, empty.
+    let mut made = Vec::new();
+    for c in ["memory", "pids", "cpu", "freezer"] {
+        // Only existing v1 hierarchies (on a pure v2 host these names would be new cgroups).
+        let base = Path::new("/sys/fs/cgroup").join(c);
+        if !base.join("cgroup.procs").exists() {
+            continue;
+        }
+        let p = base.join(&fx.cgroup_parent[1..]).join(&id);
+        if std::fs::create_dir_all(&p).is_ok() {
+            made.push(p);
+        }
+    }
+    if made.is_empty() {
+        eprintln!("no cgroup v1 hierarchy here: only the record part is checked");
+    }
+    assert!(fx.berth(&["rm", "half"]).status.success());
+    for p in &made {
+        assert!(!p.exists(), "{} left", p.display());
+    }
+    // What the killed insert leaves: a record directory without its record, and a name.
+    let orphan = "0123456789abcdef".repeat(4);
+    let dir = fx.root().join("containers").join(&orphan);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join(".container.json.1.tmp"), b"{").unwrap();
+    std::fs::write(fx.root().join("containers/names/orphan"), &orphan).unwrap();
+    let ps = fx.berth(&["ps", "-a"]);
+    assert!(ps.status.success());
+    assert!(!dir.exists());
+    assert!(!fx.root().join("containers/names/orphan").exists());
+    fx.assert_no_leaks();
+}
