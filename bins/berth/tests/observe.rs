@@ -11,9 +11,14 @@ use std::time::{Duration, Instant};
 use common::fixture::*;
 use serde_json::Value;
 
-/// Runs `berth ARGS` in the background, reads its stdout for `secs`, then kills it (by its
-/// pid) and returns what it printed.
-fn read_for(fx: &Fixture, args: &[&str], secs: f64, during: impl FnOnce()) -> String {
+/// Runs `berth ARGS` in the background, runs `during`, then reads its stdout until `done`
+/// holds for what it printed (or 20 s pass), kills it (by its pid) and returns the output.
+fn read_until(
+    fx: &Fixture,
+    args: &[&str],
+    during: impl FnOnce(),
+    done: impl Fn(&str) -> bool,
+) -> String {
     let mut child = Command::new(BERTH)
         .arg("--root")
         .arg(fx.root())
@@ -24,10 +29,14 @@ fn read_for(fx: &Fixture, args: &[&str], secs: f64, during: impl FnOnce()) -> St
         .spawn()
         .unwrap();
     let mut out = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
     });
     // Killed (by its pid) even when `during` panics.
     struct Kill(std::process::Child);
@@ -38,12 +47,16 @@ fn read_for(fx: &Fixture, args: &[&str], secs: f64, during: impl FnOnce()) -> St
         }
     }
     let guard = Kill(child);
-    let start = Instant::now();
     during();
-    let left = Duration::from_secs_f64(secs).saturating_sub(start.elapsed());
-    std::thread::sleep(left);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = Vec::new();
+    while !done(&String::from_utf8_lossy(&got)) && Instant::now() < deadline {
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
+            got.extend(chunk);
+        }
+    }
     drop(guard);
-    reader.join().unwrap()
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 fn json_lines(s: &str) -> Vec<Value> {
@@ -164,7 +177,12 @@ fn stats_reports_cpu_memory_pids_in_every_format_and_streams() {
     assert!(out.contains("gone\t0.00%\t0\n"), "{out}");
 
     // Streaming redraws (clear screen, home) about every second.
-    let stream = read_for(&fx, &["stats", "busy"], 3.5, || {});
+    let stream = read_until(
+        &fx,
+        &["stats", "busy"],
+        || {},
+        |s| s.matches("\x1b[2J\x1b[H").count() >= 3,
+    );
     let frames = stream.matches("\x1b[2J\x1b[H").count();
     assert!(frames >= 2, "{frames} frames: {stream:?}");
     assert!(stream.contains("busy"));
@@ -229,42 +247,46 @@ fn events_follow_the_lifecycle_and_filter_by_time_type_container_event_label() {
     let start = now.as_secs() + 1;
 
     // A follower started before the work sees exactly what happens, in order.
-    let followed = read_for(&fx, &["events", "--format", "json"], 0.0, || {
-        // Give the follower time to open the log.
-        std::thread::sleep(Duration::from_millis(300));
-        let out = fx.run(&[
-            "--rm",
-            "--name",
-            "once",
-            "-l",
-            "tier=front",
-            "busybox",
-            "sh",
-            "-c",
-            "exit 3",
-        ]);
-        assert_eq!(out.status.code(), Some(3));
-        ok_text(fx.run(&[
-            "-d",
-            "--name",
-            "web",
-            "busybox",
-            "sh",
-            "-c",
-            "trap 'exit 143' TERM; while :; do sleep 0.1; done",
-        ]));
-        ok_text(fx.berth(&["pause", "web"]));
-        ok_text(fx.berth(&["unpause", "web"]));
-        ok_text(fx.berth(&["rename", "web", "front"]));
-        ok_text(fx.berth(&["exec", "front", "true"]));
-        ok_text(fx.berth(&["kill", "-s", "TERM", "front"]));
-        ok_text(fx.berth(&["wait", "front"]));
-        ok_text(fx.berth(&["rm", "front"]));
-        ok_text(fx.berth(&["tag", "busybox", "bb:2"]));
-        ok_text(fx.berth(&["rmi", "bb:2"]));
-        // Let the follower read the last lines.
-        std::thread::sleep(Duration::from_millis(400));
-    });
+    // The follower starts at a fresh second, so however late it gets going it misses
+    // nothing (and shows nothing older).
+    let start_s = start.to_string();
+    let followed = read_until(
+        &fx,
+        &["events", "--since", &start_s, "--format", "json"],
+        || {
+            let out = fx.run(&[
+                "--rm",
+                "--name",
+                "once",
+                "-l",
+                "tier=front",
+                "busybox",
+                "sh",
+                "-c",
+                "exit 3",
+            ]);
+            assert_eq!(out.status.code(), Some(3));
+            ok_text(fx.run(&[
+                "-d",
+                "--name",
+                "web",
+                "busybox",
+                "sh",
+                "-c",
+                "trap 'exit 143' TERM; while :; do sleep 0.1; done",
+            ]));
+            ok_text(fx.berth(&["pause", "web"]));
+            ok_text(fx.berth(&["unpause", "web"]));
+            ok_text(fx.berth(&["rename", "web", "front"]));
+            ok_text(fx.berth(&["exec", "front", "true"]));
+            ok_text(fx.berth(&["kill", "-s", "TERM", "front"]));
+            ok_text(fx.berth(&["wait", "front"]));
+            ok_text(fx.berth(&["rm", "front"]));
+            ok_text(fx.berth(&["tag", "busybox", "bb:2"]));
+            ok_text(fx.berth(&["rmi", "bb:2"]));
+        },
+        |s| s.contains("\"untag\""),
+    );
     let got = json_lines(&followed);
     let s = summary(&got);
     let want = [
@@ -359,7 +381,7 @@ fn events_follow_the_lifecycle_and_filter_by_time_type_container_event_label() {
     ]));
     assert_eq!(tpl, "rename /web busybox\n");
     // --since without --until prints the history, then follows.
-    let followed = read_for(
+    let followed = read_until(
         &fx,
         &[
             "events",
@@ -370,13 +392,11 @@ fn events_follow_the_lifecycle_and_filter_by_time_type_container_event_label() {
             "--format",
             "{{.Actor.Attributes.name}}",
         ],
-        0.0,
         || {
-            std::thread::sleep(Duration::from_millis(300));
             let out = fx.run(&["--rm", "--name", "later", "busybox", "true"]);
             assert!(out.status.success());
-            std::thread::sleep(Duration::from_millis(400));
         },
+        |s| s.contains("later"),
     );
     assert_eq!(followed, "once\nfront\nlater\n");
     // An --until in the past before everything shows nothing.
