@@ -801,7 +801,8 @@ fn cmd_ps(e: &Engine, a: PsArgs) -> Res {
     let mut all: Vec<ContainerRecord> = e
         .list()?
         .into_iter()
-        .filter(|r| everything || r.state.status == Status::Running)
+        // Docker counts a restarting container as running (State.Running stays true).
+        .filter(|r| everything || r.state.status == Status::Running || r.state.restarting)
         .filter(|r| ps_matches(r, &filters))
         .collect();
     if a.latest {
@@ -987,7 +988,7 @@ fn inspect_json(r: &ContainerRecord) -> Value {
         "Args": r.args,
         "State": {
             "Status": if r.state.restarting { "restarting".to_string() } else { r.state.status.to_string() },
-            "Running": running,
+            "Running": running || r.state.restarting,
             "Paused": false,
             "Restarting": r.state.restarting,
             "OOMKilled": false,

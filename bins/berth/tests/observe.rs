@@ -506,22 +506,29 @@ fn ps_size_shows_the_writable_layer_and_restarting_shows_the_back_off() {
         status()
     );
     assert!(status().trim_end().ends_with(" restarting"));
+    // As in Docker, a restarting container counts as running: plain `ps` lists it.
+    assert!(eventually(|| ok_text(fx.berth(&[
+        "ps",
+        "--format",
+        "{{.Names}} {{.State}}"
+    ]))
+    .contains("flaky restarting")));
     let inspect = || {
         ok_text(fx.berth(&[
             "inspect",
             "-f",
-            "{{.State.Status}} {{.State.Restarting}}",
+            "{{.State.Status}} {{.State.Restarting}} {{.State.Running}}",
             "flaky",
         ]))
     };
     assert!(
-        eventually(|| inspect() == "restarting true\n"),
+        eventually(|| inspect() == "restarting true true\n"),
         "{}",
         inspect()
     );
     // stop cancels the restart and the state at once.
     ok_text(fx.berth(&["stop", "flaky"]));
-    assert_eq!(inspect(), "exited false\n");
+    assert_eq!(inspect(), "exited false false\n");
     assert_eq!(status(), "");
     let exited = ok_text(fx.berth(&[
         "ps",
