@@ -266,6 +266,18 @@ pub fn events(e: &Engine, a: EventsArgs) -> Res {
     let time = |flag: &str, v: &Option<String>| -> Result<Option<String>, String> {
         v.as_ref()
             .map(|s| {
+                // Docker's `SECONDS.NANOSECONDS` form (what `{{.TimeNano}}` divides into).
+                if let Some((secs, frac)) = s.trim().split_once('.') {
+                    if let (Ok(secs), true) = (
+                        secs.parse::<i64>(),
+                        !frac.is_empty()
+                            && frac.len() <= 9
+                            && frac.bytes().all(|b| b.is_ascii_digit()),
+                    ) {
+                        let nanos: u32 = format!("{frac:0<9}").parse().unwrap_or(0);
+                        return Ok(berth_runtime::state::format_rfc3339(secs, nanos));
+                    }
+                }
                 let t = berth_engine::logs::parse_time(s, now.as_secs() as i64)
                     .ok_or_else(|| format!("invalid {flag} value {s:?}"))?;
                 // A duration ago keeps now's nanoseconds: `--until 0s` is this very moment,

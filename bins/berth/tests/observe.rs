@@ -399,6 +399,53 @@ fn events_follow_the_lifecycle_and_filter_by_time_type_container_event_label() {
         |s| s.contains("later"),
     );
     assert_eq!(followed, "once\nfront\nlater\n");
+    // SECONDS.NANOSECONDS, as Docker: from just after the first die, only the second.
+    let first_die = &got[2];
+    assert_eq!(first_die["Action"], "die");
+    let t = first_die["timeNano"].as_i64().unwrap() + 1;
+    let after = format!("{}.{:09}", t / 1_000_000_000, t % 1_000_000_000);
+    let later = ok_text(fx.berth(&[
+        "events",
+        "--since",
+        &after,
+        "--until",
+        "0s",
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]));
+    assert_eq!(later, "front\nlater\n");
+    // An --until in the future: it follows until then, then exits by itself.
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2)
+    .to_string();
+    let mut child = Command::new(BERTH)
+        .arg("--root")
+        .arg(fx.root())
+        .args(["events", "--until", &until])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "events --until did not end"
+    );
     // An --until in the past before everything shows nothing.
     let none = ok_text(fx.berth(&["events", "--since", "1", "--until", "2"]));
     assert_eq!(none, "");
