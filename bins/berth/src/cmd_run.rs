@@ -322,6 +322,9 @@ pub struct PsArgs {
     /// Show the latest created container.
     #[arg(short = 'l', long)]
     latest: bool,
+    /// Display total file sizes (the writable layer, and with the image's: "virtual").
+    #[arg(short, long)]
+    size: bool,
 }
 
 /// Whether `r` passes Docker's `ps --filter` rules.
@@ -334,7 +337,11 @@ fn ps_matches(r: &ContainerRecord, filters: &[(String, String)]) -> bool {
             .iter()
             .filter(|(k, _)| k == key)
             .any(|(_, v)| match *key {
-                "status" => r.state.status.to_string() == *v || (v == "paused" && r.state.paused),
+                "status" => {
+                    (r.state.status.to_string() == *v && !r.state.restarting)
+                        || (v == "paused" && r.state.paused)
+                        || (v == "restarting" && r.state.restarting)
+                }
                 "name" => r.name.contains(v.as_str()),
                 "id" => r.id.starts_with(v.as_str()),
                 "ancestor" => {
@@ -443,7 +450,12 @@ pub struct InspectArgs {
 
 /// Runs an engine command and exits with Docker's codes; never returns.
 pub fn dispatch(root: &Path, cmd: EngineCmd, registry: RegistryOptions) -> ! {
-    let code = match run(root, cmd, &registry) {
+    exit_with(run(root, cmd, &registry))
+}
+
+/// Reports `res` (an error once, with its causes, as exit code 125) and exits.
+pub fn exit_with(res: Result<u8, Box<dyn std::error::Error>>) -> ! {
+    let code = match res {
         Ok(code) => code,
         Err(e) => {
             eprintln!("berth: {}", chain(e.as_ref()));
@@ -454,15 +466,19 @@ pub fn dispatch(root: &Path, cmd: EngineCmd, registry: RegistryOptions) -> ! {
     std::process::exit(code as i32)
 }
 
-fn engine(root: &Path) -> Result<Engine, Box<dyn std::error::Error>> {
-    let mut e = Engine::open(root)?;
+pub fn engine(root: &Path) -> Result<Engine, Box<dyn std::error::Error>> {
+    let (config, file) = crate::config();
+    let mut e = Engine::open_with(root, config, file.clone())?;
+    let mut args = vec!["--root".into(), root.as_os_str().to_owned()];
+    // The monitor must see the same configuration (run_root, event log bound).
+    if let Some(f) = file {
+        args.push("--config".into());
+        args.push(f.as_os_str().to_owned());
+    }
+    args.push("container-monitor".into());
     e.monitor = Some(MonitorCommand {
         program: std::env::current_exe()?,
-        args: vec![
-            "--root".into(),
-            root.as_os_str().to_owned(),
-            "container-monitor".into(),
-        ],
+        args,
     });
     Ok(e)
 }
@@ -630,6 +646,8 @@ fn pull_if_needed(root: &Path, a: &RunArgs, registry: &RegistryOptions) -> Res {
             .map_err(|e| format!("invalid --platform {p:?}: {e}"))?;
     }
     let rec = pull::pull(&store, &reference, &opts, &pull::NoProgress)?;
+    let r = reference.to_string();
+    crate::image_event(&berth_engine::events::EventLog::new(root), "pull", &r, &r);
     eprintln!("Digest: {}", rec.manifest_digest);
     eprintln!("Status: downloaded image for {reference}");
     Ok(())
@@ -901,13 +919,20 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(table_text(header, rows).as_bytes());
+}
+
+/// Docker's tables: columns three spaces apart, no trailing blanks.
+pub fn table_text(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
             widths[i] = widths[i].max(c.chars().count());
         }
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = String::new();
     let line = |cells: Vec<String>| {
         let last = cells.len() - 1;
         let mut s = String::new();
@@ -922,14 +947,13 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
         }
         s.trim_end().to_owned()
     };
-    let _ = writeln!(
-        out,
-        "{}",
-        line(header.iter().map(|h| h.to_string()).collect())
-    );
+    out.push_str(&line(header.iter().map(|h| h.to_string()).collect()));
+    out.push('\n');
     for r in rows {
-        let _ = writeln!(out, "{}", line(r.clone()));
+        out.push_str(&line(r.clone()));
+        out.push('\n');
     }
+    out
 }
 
 fn cmd_ps(e: &Engine, a: PsArgs) -> Res {
@@ -949,7 +973,8 @@ fn cmd_ps(e: &Engine, a: PsArgs) -> Res {
     let mut all: Vec<ContainerRecord> = e
         .list()?
         .into_iter()
-        .filter(|r| everything || r.state.status == Status::Running)
+        // Docker counts a restarting container as running (State.Running stays true).
+        .filter(|r| everything || r.state.status == Status::Running || r.state.restarting)
         .filter(|r| ps_matches(r, &filters))
         .collect();
     if a.latest {
@@ -963,14 +988,25 @@ fn cmd_ps(e: &Engine, a: PsArgs) -> Res {
     }
     let row_json = |r: &ContainerRecord| {
         let cmd = command_text(r);
+        let size = if a.size {
+            let (rw, virt) = e.container_size(r);
+            format!(
+                "{} (virtual {})",
+                crate::format::human(rw),
+                crate::format::human(virt)
+            )
+        } else {
+            String::new()
+        };
         json!({
+            "Size": size,
             "ID": if a.no_trunc { r.id.clone() } else { r.short_id().to_owned() },
             "Image": r.image,
             "Command": format!("\"{}\"", if a.no_trunc { cmd } else { truncate(&cmd, 20) }),
             "CreatedAt": berth_engine::lifecycle::format_time(r.created),
             "RunningFor": format!("{} ago", human_duration(now - r.created)),
             "Status": status_text(r, now),
-            "State": r.state.status.to_string(),
+            "State": if r.state.restarting { "restarting".to_string() } else { r.state.status.to_string() },
             "Names": r.name,
             "Labels": r.labels.join(","),
             "Ports": "",
@@ -1002,6 +1038,7 @@ fn cmd_ps(e: &Engine, a: PsArgs) -> Res {
                 "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Status": "STATUS",
                 "State": "STATE", "Names": "NAMES", "Labels": "LABELS", "Ports": "PORTS",
                 "Mounts": "MOUNTS",
+                "Size": "SIZE",
             });
             println!("{}", crate::format::render(t, &names));
             for r in &all {
@@ -1011,36 +1048,38 @@ fn cmd_ps(e: &Engine, a: PsArgs) -> Res {
         }
         _ => {}
     }
+    let mut keys = vec![
+        "ID",
+        "Image",
+        "Command",
+        "RunningFor",
+        "Status",
+        "Ports",
+        "Names",
+    ];
+    let mut header = vec![
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ];
+    if a.size {
+        keys.push("Size");
+        header.push("SIZE");
+    }
     let rows: Vec<Vec<String>> = all
         .iter()
         .map(|r| {
             let v = row_json(r);
-            [
-                "ID",
-                "Image",
-                "Command",
-                "RunningFor",
-                "Status",
-                "Ports",
-                "Names",
-            ]
-            .iter()
-            .map(|k| v[k].as_str().unwrap_or("").to_owned())
-            .collect()
+            keys.iter()
+                .map(|k| v[k].as_str().unwrap_or("").to_owned())
+                .collect()
         })
         .collect();
-    print_table(
-        &[
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ],
-        &rows,
-    );
+    print_table(&header, &rows);
     Ok(())
 }
 
@@ -1126,10 +1165,10 @@ fn inspect_json(r: &ContainerRecord) -> Value {
         "Path": r.path,
         "Args": r.args,
         "State": {
-            "Status": r.state.status.to_string(),
-            "Running": running,
+            "Status": if r.state.restarting { "restarting".to_string() } else { r.state.status.to_string() },
+            "Running": running || r.state.restarting,
             "Paused": false,
-            "Restarting": false,
+            "Restarting": r.state.restarting,
             "OOMKilled": false,
             "Dead": false,
             "Pid": r.state.pid,

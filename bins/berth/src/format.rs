@@ -134,7 +134,7 @@ pub fn render(template: &str, v: &Value) -> String {
     out
 }
 
-fn print_rows(rows: &[Value], format: &str) {
+pub(crate) fn print_rows(rows: &[Value], format: &str) {
     if format == "json" {
         for r in rows {
             println!("{r}");
@@ -392,47 +392,6 @@ pub fn history(store: &Store, a: &HistoryArgs) -> Res {
     print_table(
         &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
         &table,
-    );
-    Ok(())
-}
-
-/// `berth system df`: shared layers counted once.
-pub fn df(store: &Store, format: Option<&str>) -> Res {
-    let du = store.disk_usage()?;
-    let records = store.records()?;
-    let active = records
-        .iter()
-        .filter(|r| {
-            store
-                .snapshot_users(&r.id)
-                .map(|u| !u.is_empty())
-                .unwrap_or(false)
-        })
-        .count();
-    let row = json!({
-        "Type": "Images",
-        "TotalCount": du.images,
-        "Active": active,
-        "Size": human(du.layer_bytes + du.blob_bytes),
-        "Reclaimable": human(du.reclaimable_bytes),
-        "Layers": du.layers,
-        "LayersSize": du.layer_bytes,
-        "BlobsSize": du.blob_bytes,
-        "ReclaimableBytes": du.reclaimable_bytes,
-    });
-    if let Some(f) = format {
-        print_rows(&[row], f);
-        return Ok(());
-    }
-    print_table(
-        &["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
-        &[vec![
-            "Images".into(),
-            du.images.to_string(),
-            active.to_string(),
-            human(du.layer_bytes + du.blob_bytes),
-            human(du.reclaimable_bytes),
-        ]],
     );
     Ok(())
 }

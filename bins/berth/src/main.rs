@@ -6,7 +6,9 @@
 
 mod cmd_fs;
 mod cmd_isolation;
+mod cmd_observe;
 mod cmd_run;
+mod cmd_system;
 mod cmd_volume;
 mod format;
 mod progress;
@@ -15,6 +17,8 @@ use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use berth_engine::config::Config;
+use berth_engine::events::{Event, EventLog};
 use berth_image::archive;
 use berth_image::auth::{self, Credentials};
 use berth_image::extract::ExtractOptions;
@@ -27,9 +31,12 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "berth", version, about = "A daemonless container engine")]
 struct Cli {
-    /// Root of Berth's storage.
-    #[arg(long, global = true, default_value = "/var/lib/berth")]
-    root: PathBuf,
+    /// Root of Berth's storage (default: berth.toml's `root`, else /var/lib/berth).
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
+    /// Configuration file (default: $BERTH_CONFIG, else /etc/berth/berth.toml if it exists).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     /// A registry (host:port) that may be reached over plain HTTP (repeatable).
     #[arg(long = "insecure-registry", global = true)]
     insecure: Vec<String>,
@@ -71,6 +78,14 @@ enum Cmd {
     /// Manage Berth.
     #[command(subcommand)]
     System(SystemCmd),
+    /// Display a live stream of container resource usage.
+    Stats(cmd_observe::StatsArgs),
+    /// Show the Berth version information.
+    Version(cmd_system::FormatArgs),
+    /// Display system-wide information.
+    Info(cmd_system::FormatArgs),
+    /// Show what happens to containers and images (follows unless --until is given).
+    Events(cmd_observe::EventsArgs),
     #[command(flatten)]
     Engine(cmd_run::EngineCmd),
     #[command(flatten)]
@@ -117,6 +132,12 @@ enum SystemCmd {
         #[arg(long)]
         format: Option<String>,
     },
+    /// Remove stopped containers and dangling (with -a: unused) images.
+    Prune(cmd_system::PruneArgs),
+    /// Display system-wide information.
+    Info(cmd_system::FormatArgs),
+    /// Show the events (as `berth events`).
+    Events(cmd_observe::EventsArgs),
 }
 
 #[derive(clap::Args)]
@@ -221,8 +242,35 @@ struct LoginArgs {
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
+/// berth.toml as found at startup, and its path.
+static CONFIG: std::sync::OnceLock<(Config, Option<PathBuf>)> = std::sync::OnceLock::new();
+
+/// The configuration (defaults when none was loaded).
+pub(crate) fn config() -> &'static (Config, Option<PathBuf>) {
+    CONFIG.get_or_init(|| (Config::default(), None))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    match Config::locate(cli.config.as_deref()) {
+        Ok(c) => {
+            let _ = CONFIG.set(c);
+        }
+        Err(e) => {
+            // Nothing runs on a configuration Berth cannot honour.
+            eprintln!("berth: {}", berth_engine::exec::chain(&e));
+            return ExitCode::from(125);
+        }
+    }
+    if cli.root.is_none() {
+        cli.root = Some(
+            config()
+                .0
+                .root
+                .clone()
+                .unwrap_or_else(|| berth_engine::DEFAULT_ROOT.into()),
+        );
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -238,44 +286,108 @@ fn main() -> ExitCode {
     }
 }
 
+/// The command line's registry options over berth.toml's `[registries]`.
 fn registry_options(cli: &Cli) -> RegistryOptions {
+    let file = &config().0.registries;
+    let mut insecure = cli.insecure.clone();
+    insecure.extend(file.insecure.iter().cloned());
     let mut o = RegistryOptions {
-        insecure: cli.insecure.clone(),
+        insecure,
         ..RegistryOptions::default()
     };
     if !cli.certs_dirs.is_empty() {
         o.cert_dirs = cli.certs_dirs.clone();
+    } else if !file.certs_dirs.is_empty() {
+        o.cert_dirs = file.certs_dirs.clone();
     }
     o
 }
 
+/// Records an image event (`berth events --filter type=image`). Best effort, as the engine's.
+pub(crate) fn image_event(ev: &EventLog, action: &str, id: &str, name: &str) {
+    // Docker names images the short way: `busybox:latest`, not `docker.io/library/...`.
+    let familiar = |s: &str| match s.parse::<Reference>() {
+        Ok(r) if !s.starts_with("sha256:") => {
+            let mut f = r.familiar_name();
+            if let Some(t) = r.tag.as_deref() {
+                f = format!("{f}:{t}");
+            } else if let Some(d) = &r.digest {
+                f = format!("{f}@{d}");
+            }
+            f
+        }
+        _ => s.to_string(),
+    };
+    let (id, name) = (familiar(id), familiar(name));
+    let attrs = [("name".to_string(), name)].into_iter().collect();
+    let id = id.as_str();
+    let _ = ev.append(&Event::new("image", action, id, attrs));
+}
+
 fn run(cli: Cli) -> Res {
     let reg = registry_options(&cli);
-    let root = cli.root.clone();
+    let root = cli.root.clone().expect("main resolved the root");
     let store = || Store::open(&root);
+    let ev = EventLog::new(&root);
     match cli.cmd {
-        Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => cmd_pull(&store()?, a, reg),
-        Cmd::Push(a) | Cmd::Image(ImageCmd::Push(a)) => cmd_push(&store()?, a, &reg),
+        Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => {
+            let name = a.image.clone();
+            cmd_pull(&store()?, a, reg)?;
+            image_event(&ev, "pull", &name, &name);
+            Ok(())
+        }
+        Cmd::Push(a) | Cmd::Image(ImageCmd::Push(a)) => {
+            let name = a.destination.clone().unwrap_or(a.image.clone());
+            cmd_push(&store()?, a, &reg)?;
+            image_event(&ev, "push", &name, &name);
+            Ok(())
+        }
         Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => format::images(&store()?, &a),
-        Cmd::Rmi(a) | Cmd::Image(ImageCmd::Rm(a)) => cmd_rmi(&store()?, a),
+        Cmd::Rmi(a) | Cmd::Image(ImageCmd::Rm(a)) => cmd_rmi(&store()?, a, &ev),
         Cmd::Tag { source, target } | Cmd::Image(ImageCmd::Tag { source, target }) => {
             let target: Reference = target.parse()?;
-            store()?.tag(&source, &target)?;
+            let s = store()?;
+            s.tag(&source, &target)?;
+            let id = s
+                .resolve(&source)
+                .map(|r| r.id.to_string())
+                .unwrap_or(source);
+            image_event(&ev, "tag", &id, &target.to_string());
             Ok(())
         }
         Cmd::History(a) | Cmd::Image(ImageCmd::History(a)) => format::history(&store()?, &a),
         Cmd::Image(ImageCmd::Inspect { format, images }) => {
             format::inspect(&store()?, &images, format.as_deref())
         }
-        Cmd::Image(ImageCmd::Prune { all, force: _ }) => cmd_prune(&store()?, all),
-        Cmd::System(SystemCmd::Df { format }) => format::df(&store()?, format.as_deref()),
+        Cmd::Image(ImageCmd::Prune { all, force: _ }) => cmd_prune(&store()?, all, &ev),
+        Cmd::System(SystemCmd::Df { format }) => cmd_run::exit_with(
+            cmd_run::engine(&root).and_then(|e| cmd_system::df(&e, format.as_deref())),
+        ),
+        Cmd::System(SystemCmd::Prune(a)) => {
+            cmd_run::exit_with(cmd_run::engine(&root).and_then(|e| cmd_system::prune(&e, a)))
+        }
+        Cmd::Info(a) | Cmd::System(SystemCmd::Info(a)) => {
+            cmd_run::exit_with(cmd_run::engine(&root).and_then(|e| cmd_system::info(&e, &reg, a)))
+        }
+        Cmd::Version(a) => {
+            cmd_run::exit_with(cmd_run::engine(&root).and_then(|e| cmd_system::version(&e, a)))
+        }
+        Cmd::System(SystemCmd::Events(a)) => {
+            cmd_run::exit_with(cmd_run::engine(&root).and_then(|e| cmd_observe::events(&e, a)))
+        }
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => cmd_save(&store()?, a),
-        Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => cmd_load(&store()?, a),
-        Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => cmd_import(&store()?, a),
+        Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => cmd_load(&store()?, a, &ev),
+        Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => cmd_import(&store()?, a, &ev),
         Cmd::Login(a) => cmd_login(a, reg),
         Cmd::Logout { registry } => cmd_logout(&registry),
         Cmd::Engine(c) => cmd_run::dispatch(&root, c, reg),
         Cmd::Fs(c) => cmd_fs::dispatch(&root, c),
+        Cmd::Stats(a) => {
+            cmd_run::exit_with(cmd_run::engine(&root).and_then(|e| cmd_observe::stats(&e, a)))
+        }
+        Cmd::Events(a) => {
+            cmd_run::exit_with(cmd_run::engine(&root).and_then(|e| cmd_observe::events(&e, a)))
+        }
     }
 }
 
@@ -326,16 +438,18 @@ fn cmd_push(store: &Store, a: PushArgs, reg: &RegistryOptions) -> Res {
     Ok(())
 }
 
-fn cmd_rmi(store: &Store, a: RmiArgs) -> Res {
+fn cmd_rmi(store: &Store, a: RmiArgs, ev: &EventLog) -> Res {
     let mut failed = None;
     for img in &a.images {
         match store.remove_image(img, a.force) {
             Ok((untagged, deleted)) => {
                 for t in untagged {
                     println!("Untagged: {t}");
+                    image_event(ev, "untag", &t.to_string(), &t.to_string());
                 }
                 if let Some(id) = deleted {
                     println!("Deleted: {id}");
+                    image_event(ev, "delete", &id.to_string(), img);
                 }
             }
             Err(e) => {
@@ -352,24 +466,17 @@ fn cmd_rmi(store: &Store, a: RmiArgs) -> Res {
     }
 }
 
-fn cmd_prune(store: &Store, all: bool) -> Res {
-    let tags = store.tags()?;
-    let mut removed = 0;
-    for rec in store.records()? {
-        let tagged = tags.values().any(|v| *v == rec.id);
-        if (tagged && !all) || !store.snapshot_users(&rec.id)?.is_empty() {
-            continue;
-        }
-        let (_, deleted) = store.remove_image(&rec.id.to_string(), true)?;
-        if let Some(id) = deleted {
-            println!("Deleted: {id}");
-            removed += 1;
-        }
+fn cmd_prune(store: &Store, all: bool, ev: &EventLog) -> Res {
+    let (removed, st) = cmd_system::prune_images(store, all)?;
+    for id in &removed {
+        println!("Deleted: {id}");
+        image_event(ev, "delete", id, id);
     }
-    let st = store.gc()?;
     println!(
-        "Deleted images: {removed}, layers: {}, blobs: {}",
-        st.layers_removed, st.blobs_removed
+        "Deleted images: {}, layers: {}, blobs: {}",
+        removed.len(),
+        st.layers_removed,
+        st.blobs_removed
     );
     println!(
         "Total reclaimed space: {}",
@@ -403,13 +510,14 @@ fn cmd_save(store: &Store, a: SaveArgs) -> Res {
     Ok(())
 }
 
-fn cmd_load(store: &Store, a: LoadArgs) -> Res {
+fn cmd_load(store: &Store, a: LoadArgs, ev: &EventLog) -> Res {
     let opts = ExtractOptions::default();
     let names = match &a.input {
         Some(p) => archive::load(store, io::BufReader::new(std::fs::File::open(p)?), &opts)?,
         None => archive::load(store, io::stdin().lock(), &opts)?,
     };
     for n in names {
+        image_event(ev, "load", &n.to_string(), &n.to_string());
         if a.quiet {
             println!("{n}");
         } else {
@@ -419,7 +527,7 @@ fn cmd_load(store: &Store, a: LoadArgs) -> Res {
     Ok(())
 }
 
-fn cmd_import(store: &Store, a: ImportArgs) -> Res {
+fn cmd_import(store: &Store, a: ImportArgs, ev: &EventLog) -> Res {
     let name = a
         .reference
         .as_deref()
@@ -432,6 +540,8 @@ fn cmd_import(store: &Store, a: ImportArgs) -> Res {
         let f = io::BufReader::new(std::fs::File::open(&a.file)?);
         archive::import(store, f, &a.change, name.as_ref(), &opts)?
     };
+    let name = name.map(|n| n.to_string()).unwrap_or_default();
+    image_event(ev, "import", &rec.id.to_string(), &name);
     println!("{}", rec.id);
     Ok(())
 }

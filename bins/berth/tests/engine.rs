@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::fixture::{prerequisites, text, Fixture, BERTH};
+use common::fixture::*;
 
 #[test]
 fn run_rm_prints_and_returns_the_exit_code_in_new_namespaces() {

@@ -798,7 +798,9 @@ fn prune_reclaims_a_dangling_image_and_df_counts_shared_layers_once() {
         .args(["system", "df", "--format", "json"])
         .output()
         .unwrap());
-    let v: serde_json::Value = serde_json::from_str(df.trim()).unwrap();
+    // One JSON row per type, as Docker's: Images first, then Containers.
+    let v: serde_json::Value = serde_json::from_str(df.lines().next().unwrap()).unwrap();
+    assert_eq!(v["Type"], "Images");
     assert_eq!(v["TotalCount"], 2);
     assert_eq!(v["Layers"], 3);
 

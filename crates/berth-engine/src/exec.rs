@@ -183,6 +183,13 @@ impl Engine {
             id,
             source: Box::new(source),
         })?;
+        // Docker's exec events: `exec_create: CMD`, `exec_start: CMD`, then `exec_die`.
+        let exec_id = crate::record::new_id().unwrap_or_default();
+        let cmd = opts.command.join(" ");
+        for action in ["exec_create", "exec_start"] {
+            let what = format!("{action}: {cmd}");
+            self.emit_container(&rec, &what, &[("execID", exec_id.clone())]);
+        }
         if opts.detach {
             return Ok(0);
         }
@@ -195,6 +202,10 @@ impl Engine {
             None => ops::wait::wait_forwarding(pid, &set).map_err(ExecError::Wait),
         };
         ops::wait::unblock_signals(&set);
+        if let Ok(c) = &code {
+            let extra = [("execID", exec_id), ("exitCode", c.to_string())];
+            self.emit_container(&rec, "exec_die", &extra);
+        }
         code
     }
 }

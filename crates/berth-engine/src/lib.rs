@@ -14,7 +14,9 @@
 
 pub mod attach;
 pub mod bundle;
+pub mod config;
 pub mod devices;
+pub mod events;
 pub mod exec;
 pub mod fsops;
 pub mod init;
@@ -26,6 +28,7 @@ pub mod monitor;
 pub mod mountspec;
 pub mod names;
 pub mod record;
+pub mod stats;
 pub mod user;
 pub mod volume;
 
@@ -59,6 +62,12 @@ pub struct Engine {
     pub records: Records,
     pub runtime: Runtime,
     pub monitor: Option<MonitorCommand>,
+    /// Bound of each file of the event log (see [`events`]).
+    pub events_max_size: u64,
+    /// Defaults from `berth.toml` (see [`config`]), applied by `create`.
+    pub config: config::Config,
+    /// The file they came from, if any (the monitor is given it too).
+    pub config_file: Option<PathBuf>,
 }
 
 /// Why the engine's directories could not be opened.
@@ -78,10 +87,20 @@ impl Engine {
     /// Opens `root`. Runtime state goes to `/run/berth` for the default root and to
     /// `<root>/run` otherwise, so that separate roots (tests) never share runtime state.
     pub fn open(root: &Path) -> Result<Self, OpenError> {
-        let run_root = if root == Path::new(DEFAULT_ROOT) {
-            PathBuf::from(DEFAULT_RUN_ROOT)
-        } else {
-            root.join("run")
+        Self::open_with(root, &config::Config::default(), None)
+    }
+
+    /// [`Self::open`] with the defaults of a configuration file (its `run_root` replaces
+    /// the one derived from `root`).
+    pub fn open_with(
+        root: &Path,
+        config: &config::Config,
+        config_file: Option<PathBuf>,
+    ) -> Result<Self, OpenError> {
+        let run_root = match &config.run_root {
+            Some(r) => r.clone(),
+            None if root == Path::new(DEFAULT_ROOT) => PathBuf::from(DEFAULT_RUN_ROOT),
+            None => root.join("run"),
         };
         std::fs::create_dir_all(&run_root).map_err(|source| OpenError::RunRoot {
             path: run_root.clone(),
@@ -96,7 +115,15 @@ impl Engine {
             runtime: Runtime::new(&run_root),
             run_root,
             monitor: None,
+            events_max_size: config.events_max_size(),
+            config: config.clone(),
+            config_file,
         })
+    }
+
+    /// The log driver a container gets without `--log-driver`.
+    pub fn default_log_driver(&self) -> &str {
+        self.config.logs.driver.as_deref().unwrap_or("json-file")
     }
 
     /// Finds a container by id, name or unique id prefix and loads its record.

@@ -280,6 +280,10 @@ impl Engine {
         opts: &RunOptions,
         keep_mounted: bool,
     ) -> Result<ContainerRecord, CreateError> {
+        // berth.toml's defaults where the command line gave none.
+        let mut with_defaults = opts.clone();
+        self.config.apply(&mut with_defaults);
+        let opts = &with_defaults;
         let store = self.store().map_err(CreateError::Store)?;
         let image = store
             .resolve(&opts.image)
@@ -478,7 +482,10 @@ impl Engine {
             init_binary.as_deref(),
             keep_mounted,
         ) {
-            Ok(()) => Ok(rec),
+            Ok(()) => {
+                self.emit_container(&rec, "create", &[]);
+                Ok(rec)
+            }
             Err(e) => Err(self.undo_create(&rec, &new_volumes, e)),
         }
     }
@@ -739,11 +746,21 @@ impl Engine {
                 source: Box::new(source),
             })
             .and_then(|created| {
+                // The init is cloned (with our signal mask as it was): blocking signals now
+                // cannot reach it, and a SIGTERM that arrives once it runs stays pending for
+                // the caller to forward instead of killing us with the container left behind.
+                // The caller blocks them again (idempotent) and unblocks when it is done.
+                let blocked = ops::wait::block_signals().ok();
                 ops::start::start(&self.runtime, &id)
                     .map(|_| created.pid)
-                    .map_err(|source| StartError::Start {
-                        id: id.clone(),
-                        source: Box::new(source),
+                    .map_err(|source| {
+                        if let Some(set) = &blocked {
+                            ops::wait::unblock_signals(set);
+                        }
+                        StartError::Start {
+                            id: id.clone(),
+                            source: Box::new(source),
+                        }
                     })
             });
         match res {
@@ -762,8 +779,12 @@ impl Engine {
                     finished_at: 0,
                     paused: false,
                     manually_stopped: false,
+                    restarting: false,
                 };
                 self.records.save(&r)?;
+                // The `start` event is the caller's: the foreground path records it only
+                // once its signals are blocked, so the window in which a signal kills it
+                // with the default action stays as short as it can be.
                 Ok(pid)
             }
             Err(e) => {
@@ -799,6 +820,7 @@ impl Engine {
             if !still(&rec) {
                 return;
             }
+            let was_running = rec.state.status == Status::Running;
             let _ = ops::delete::delete(&self.runtime, id, true);
             let rootfs = bundle_rootfs(&rec);
             if is_mounted(&rootfs) {
@@ -815,11 +837,16 @@ impl Engine {
                 rec.state.error = e;
             }
             let _ = self.records.save(&rec);
+            if was_running {
+                self.emit_container(&rec, "die", &[("exitCode", code.to_string())]);
+            }
             rec.auto_remove.then_some(rec)
         };
         if let Some(rec) = auto_remove {
             // Docker: --rm also removes the container's anonymous volumes.
-            let _ = self.teardown(&rec, true);
+            if self.teardown(&rec, true).is_empty() {
+                self.emit_container(&rec, "destroy", &[]);
+            }
         }
     }
 
@@ -865,6 +892,7 @@ impl Engine {
                 return Err(e);
             }
         };
+        self.emit_container(&rec, "start", &[]);
         let code = match ours {
             Some(ours) => ops::console::receive_master(&ours)
                 .and_then(|m| ops::console::serve(pid, m, &set))
@@ -967,8 +995,22 @@ impl Engine {
     fn mark_stopped(&self, id: &str) -> Result<(), RecordError> {
         let _lock = self.records.lock(id)?;
         let mut r = self.records.load(id)?;
-        if !r.state.manually_stopped {
+        if !r.state.manually_stopped || r.state.restarting {
             r.state.manually_stopped = true;
+            // A restart the monitor is backing off from is cancelled now.
+            r.state.restarting = false;
+            self.records.save(&r)?;
+        }
+        Ok(())
+    }
+
+    /// Marks container `id` as waiting for a restart under its policy (`restarting`), or
+    /// not any more; the monitor calls it around its back-off.
+    pub fn set_restarting(&self, id: &str, restarting: bool) -> Result<(), RecordError> {
+        let _lock = self.records.lock(id)?;
+        let mut r = self.records.load(id)?;
+        if r.state.restarting != restarting {
+            r.state.restarting = restarting;
             self.records.save(&r)?;
         }
         Ok(())
@@ -993,6 +1035,11 @@ impl Engine {
     /// Makes the record tell the truth when the supervisor died: a container whose supervisor
     /// and init are both gone is finished (exit code unknown: 255). Returns the fresh record.
     pub fn reconcile(&self, rec: ContainerRecord) -> ContainerRecord {
+        if rec.state.restarting && !Self::supervisor_alive(&rec) {
+            // The monitor died during its back-off: nobody will restart it.
+            let _ = self.set_restarting(&rec.id, false);
+            return self.records.load(&rec.id).unwrap_or(rec);
+        }
         if rec.state.status != Status::Running || Self::supervisor_alive(&rec) {
             return rec;
         }
@@ -1064,6 +1111,7 @@ impl Engine {
                 source: Box::new(source),
             }
         })?;
+        self.emit_container(&rec, "kill", &[("signal", (signal as i32).to_string())]);
         Ok(rec.id)
     }
 
@@ -1086,10 +1134,12 @@ impl Engine {
             ops::kill::parse_signal(&rec.stop_signal).unwrap_or(nix::sys::signal::Signal::SIGTERM);
         // It may exit on its own meanwhile; a failed signal is then no error.
         let _ = ops::kill::kill(&self.runtime, &id, sig, false);
-        if self.wait_stopped(&id, Some(timeout))? {
-            return Ok(id);
+        self.emit_container(&rec, "kill", &[("signal", (sig as i32).to_string())]);
+        if !self.wait_stopped(&id, Some(timeout))? {
+            self.emit_container(&rec, "kill", &[("signal", "9".into())]);
+            self.kill_and_wait(&id)?;
         }
-        self.kill_and_wait(&id)?;
+        self.emit_container(&rec, "stop", &[]);
         Ok(id)
     }
 
@@ -1137,6 +1187,7 @@ impl Engine {
         let rec = self.records.load(&id).unwrap_or(rec);
         let problems = self.teardown(&rec, volumes);
         if problems.is_empty() {
+            self.emit_container(&rec, "destroy", &[]);
             Ok(id)
         } else {
             Err(RemoveError::Teardown {
@@ -1148,6 +1199,8 @@ impl Engine {
 
     /// The live status of every container, supervisors checked.
     pub fn list(&self) -> Result<Vec<ContainerRecord>, RecordError> {
+        // A `berth` killed while creating or removing a container may have left half a record.
+        self.records.reap_orphans()?;
         let mut all: Vec<ContainerRecord> = self
             .records
             .list()?
@@ -1167,6 +1220,7 @@ impl Engine {
     ) -> Result<(ContainerRecord, i32), StartError> {
         let rec = self.prepare_start(id)?;
         let pid = self.launch(&rec, console)?;
+        self.emit_container(&rec, "start", &[]);
         Ok((rec, pid))
     }
 }
@@ -1174,6 +1228,11 @@ impl Engine {
 /// Docker's "Up 2 minutes" / "Exited (0) 3 seconds ago" / "Created".
 pub fn status_text(rec: &ContainerRecord, now: i64) -> String {
     match rec.state.status {
+        Status::Exited if rec.state.restarting => format!(
+            "Restarting ({}) {} ago",
+            rec.state.exit_code,
+            human_duration(now - rec.state.finished_at)
+        ),
         Status::Created => "Created".into(),
         Status::Running if rec.state.paused => {
             format!("Up {} (Paused)", human_duration(now - rec.state.started_at))

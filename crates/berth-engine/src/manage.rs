@@ -61,13 +61,20 @@ impl Engine {
     pub fn restart(&self, what: &str, timeout: Option<Duration>) -> Result<String, ManageError> {
         let id = self.stop(what, timeout)?;
         self.start_detached(&id).map_err(Box::new)?;
+        if let Ok(rec) = self.records.load(&id) {
+            self.emit_container(&rec, "restart", &[]);
+        }
         Ok(id)
     }
 
     /// `berth rename`: under the index lock, so the new name cannot be claimed twice.
     pub fn rename(&self, what: &str, new_name: &str) -> Result<String, ManageError> {
         let id = self.records.resolve(what)?;
+        let old = self.records.load(&id)?.name;
         self.records.rename(&id, new_name)?;
+        if let Ok(rec) = self.records.load(&id) {
+            self.emit_container(&rec, "rename", &[("oldName", format!("/{old}"))]);
+        }
         Ok(id)
     }
 
@@ -90,6 +97,7 @@ impl Engine {
         let mut r = self.records.load(&id)?;
         r.state.paused = paused;
         self.records.save(&r)?;
+        self.emit_container(&r, if paused { "pause" } else { "unpause" }, &[]);
         Ok(id)
     }
 
@@ -167,6 +175,7 @@ impl Engine {
             r.pids_limit = p;
         }
         self.records.save(&r)?;
+        self.emit_container(&r, "update", &[]);
         Ok(id)
     }
 

@@ -347,6 +347,8 @@ fn supervise_runs(
         if !restart {
             return 0;
         }
+        // `ps` shows "Restarting" during the back-off, as Docker's.
+        let _ = engine.set_restarting(id, true);
         // Docker's back-off: 100 ms doubling while the container keeps failing fast, reset
         // once it ran for 10 seconds.
         if started.elapsed() >= std::time::Duration::from_secs(10) {
@@ -359,10 +361,14 @@ fn supervise_runs(
         match engine.records.load(id) {
             Ok(r) if !r.state.manually_stopped && r.state.status == crate::Status::Exited => {
                 if engine.note_restart(id).is_err() {
+                    let _ = engine.set_restarting(id, false);
                     return 0;
                 }
             }
-            _ => return 0,
+            _ => {
+                let _ = engine.set_restarting(id, false);
+                return 0;
+            }
         }
     }
 }

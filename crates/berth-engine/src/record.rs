@@ -54,6 +54,9 @@ pub struct State {
     /// Stopped by `stop`, `kill` or `rm`: the restart policy does not apply.
     #[serde(default)]
     pub manually_stopped: bool,
+    /// Exited, and its monitor is backing off before restarting it under the policy.
+    #[serde(default)]
+    pub restarting: bool,
 }
 
 impl Default for State {
@@ -69,6 +72,7 @@ impl Default for State {
             finished_at: 0,
             paused: false,
             manually_stopped: false,
+            restarting: false,
         }
     }
 }
@@ -463,6 +467,37 @@ impl Records {
         }
     }
 
+    /// Removes what a `berth` killed in the middle of [`Self::insert`] or [`Self::remove`]
+    /// left: a container directory without `container.json`, and names of such containers.
+    /// Both of those hold the index lock while a directory lacks its record, so under the
+    /// lock such a directory is garbage. Returns the ids removed.
+    pub fn reap_orphans(&self) -> Result<Vec<String>, RecordError> {
+        let _index = self.lock_index()?;
+        let mut reaped = Vec::new();
+        for e in fs::read_dir(&self.dir).map_err(io_err("listing", &self.dir))? {
+            let e = e.map_err(io_err("listing", &self.dir))?;
+            let Some(n) = e.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if is_full_id(&n) && !e.path().join("container.json").exists() {
+                match fs::remove_dir_all(e.path()) {
+                    Ok(()) => reaped.push(n),
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(io_err("removing", &e.path())(err)),
+                }
+            }
+        }
+        let names = self.dir.join("names");
+        for e in fs::read_dir(&names).map_err(io_err("listing", &names))? {
+            let e = e.map_err(io_err("listing", &names))?;
+            let id = fs::read_to_string(e.path()).unwrap_or_default();
+            if !self.record_path(id.trim()).exists() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok(reaped)
+    }
+
     /// Gives container `id` the name `new`, under the index lock and the record's lock.
     pub fn rename(&self, id: &str, new: &str) -> Result<(), RecordError> {
         if !valid_name(new) {
@@ -622,6 +657,13 @@ mod tests {
         assert!(r.name_owner("web").is_none());
         r.remove(&a, "front").unwrap();
         r.remove(&a, "front").unwrap();
+        // What a killed insert leaves (a directory and a name without a record) is reaped.
+        let orphan = new_id().unwrap();
+        std::fs::create_dir(r.dir(&orphan)).unwrap();
+        std::fs::write(r.name_path("half"), &orphan).unwrap();
+        assert_eq!(r.reap_orphans().unwrap(), vec![orphan.clone()]);
+        assert!(!r.dir(&orphan).exists() && r.name_owner("half").is_none());
+        assert_eq!(r.name_owner("db").as_deref(), Some(b.as_str()));
         assert_eq!(r.resolve(&a[..12]).unwrap(), b);
         assert_eq!(r.list().unwrap().len(), 1);
         assert!(r.name_owner("web").is_none());
