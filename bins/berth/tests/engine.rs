@@ -1161,3 +1161,24 @@ fn foreground_run_forwards_signals_to_the_container() {
     assert_eq!(rest, "got-term\n");
     fx.assert_no_leaks();
 }
+
+#[test]
+fn network_none_has_loopback_up() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    // IFF_UP|IFF_LOOPBACK: 0x9 (the container mounts its own /sys, in its own namespace).
+    let out = fx.run(&[
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/class/net/lo/flags; ls /sys/class/net",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "0x9\nlo\n");
+    fx.assert_no_leaks();
+}

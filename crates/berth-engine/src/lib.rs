@@ -19,6 +19,7 @@ pub mod logs;
 pub mod manage;
 pub mod monitor;
 pub mod names;
+pub mod network;
 pub mod record;
 pub mod user;
 

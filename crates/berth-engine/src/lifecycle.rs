@@ -121,6 +121,12 @@ pub enum StartError {
         #[source]
         source: nix::errno::Errno,
     },
+    #[error("setting up the network of container {id}")]
+    Network {
+        id: String,
+        #[source]
+        source: crate::network::NetworkError,
+    },
     #[error("-t with -d needs a terminal the monitor would serve, which is not supported yet")]
     DetachedTty,
 }
@@ -527,6 +533,9 @@ impl Engine {
                 source: Box::new(source),
             })
             .and_then(|created| {
+                // The namespace exists and nothing runs in it yet: its network is set up
+                // before the container's process can see it.
+                self.network_up(rec, created.pid)?;
                 ops::start::start(&self.runtime, &id)
                     .map(|_| created.pid)
                     .map_err(|source| StartError::Start {
