@@ -38,14 +38,29 @@ const CONTROLLERS: &[&str] = &[
     "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "unified",
 ];
 
-/// A Berth root with a `busybox` image and a private cgroup parent.
+/// A Berth root with a `busybox` image, a private cgroup parent and (normally) a network
+/// namespace of its own, in which every `berth` command runs: the default bridge, its veths,
+/// nftables table and sysctls then never touch the host's network namespace.
 struct Fixture {
     dir: tempfile::TempDir,
     cgroup_parent: String,
+    /// The fixture's network namespace (a bind mount of nsfs on a file in `dir`); `None`: berth
+    /// runs in the test's own namespace and containers get `--network none`.
+    netns: Option<PathBuf>,
 }
 
 impl Fixture {
     fn new() -> Self {
+        Self::make(true)
+    }
+
+    /// For tests that need the host's 127.0.0.1 (a registry): no namespace of its own, and
+    /// every container gets `--network none` so nothing is made in the host's namespace.
+    fn in_host_netns() -> Self {
+        Self::make(false)
+    }
+
+    fn make(own_netns: bool) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = tempfile::Builder::new()
             .prefix("berth-engine-")
@@ -56,9 +71,64 @@ impl Fixture {
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         );
-        let fx = Self { dir, cgroup_parent };
+        let netns = own_netns.then(|| {
+            let p = dir.path().join("netns");
+            std::fs::write(&p, "").unwrap();
+            let st = Command::new("unshare")
+                .arg(format!("--net={}", p.display()))
+                .arg("true")
+                .status()
+                .unwrap();
+            assert!(st.success(), "unshare --net");
+            let st = Command::new("nsenter")
+                .arg(format!("--net={}", p.display()))
+                .args(["ip", "link", "set", "lo", "up"])
+                .status()
+                .unwrap();
+            assert!(st.success(), "lo up in the fixture's namespace");
+            p
+        });
+        let fx = Self {
+            dir,
+            cgroup_parent,
+            netns,
+        };
         fx.import_busybox();
         fx
+    }
+
+    /// A command run inside the fixture's network namespace (nsenter execs it: same pid).
+    fn cmd(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display())).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// The `net:[INODE]` link of the namespace berth runs in.
+    fn netns_link(&self) -> String {
+        use std::os::unix::fs::MetadataExt;
+        match &self.netns {
+            Some(ns) => format!("net:[{}]", std::fs::metadata(ns).unwrap().ino()),
+            None => std::fs::read_link("/proc/self/ns/net")
+                .unwrap()
+                .display()
+                .to_string(),
+        }
+    }
+
+    /// Options every container of this fixture gets: `--network none` outside a namespace
+    /// of the fixture's own.
+    fn net_opts(&self) -> &'static [&'static str] {
+        if self.netns.is_some() {
+            &[]
+        } else {
+            &["--network", "none"]
+        }
     }
 
     fn root(&self) -> PathBuf {
@@ -122,7 +192,7 @@ impl Fixture {
     }
 
     fn berth(&self, args: &[&str]) -> Output {
-        Command::new(BERTH)
+        self.cmd(BERTH)
             .arg("--root")
             .arg(self.root())
             .args(args)
@@ -134,6 +204,9 @@ impl Fixture {
     /// `berth run` with this fixture's cgroup parent.
     fn run(&self, args: &[&str]) -> Output {
         let mut all = vec!["run", "--cgroup-parent", &self.cgroup_parent];
+        if !args.contains(&"--network") {
+            all.extend_from_slice(self.net_opts());
+        }
         all.extend_from_slice(args);
         self.berth(&all)
     }
@@ -165,6 +238,27 @@ impl Fixture {
             .filter(|n| n != "seccomp-cache")
             .collect();
         assert!(run_left.is_empty(), "runtime state left: {run_left:?}");
+        let leases = root.join("networks/leases");
+        if let Ok(rd) = std::fs::read_dir(&leases) {
+            for net in rd.flatten() {
+                let left: Vec<_> = std::fs::read_dir(net.path())
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+                assert!(left.is_empty(), "leases left: {left:?}");
+            }
+        }
+        if self.netns.is_some() {
+            let links = self.cmd("ip").args(["-o", "link"]).output().unwrap();
+            let links = text(&links.stdout);
+            assert!(!links.contains(": vb"), "veths left: {links}");
+            let nft = self.cmd("nft").args(["list", "tables"]).output().unwrap();
+            assert!(
+                !text(&nft.stdout).contains("berth"),
+                "nft table left: {}",
+                text(&nft.stdout)
+            );
+        }
         let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let root_s = root.to_str().unwrap();
         assert!(!mi.contains(root_s), "mounts left under {root_s}");
@@ -220,6 +314,11 @@ impl Drop for Fixture {
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mounts {
             let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        // Unmounting the namespace's file destroys it with its bridge, veths and nft table
+        // (monitors still in it were killed by the rm -f above).
+        if let Some(ns) = &self.netns {
+            let _ = Command::new("umount").arg(ns).status();
         }
         let _ = Command::new("rm")
             .args(["-rf", "--one-file-system"])
@@ -437,8 +536,31 @@ fn failing_runs_exit_like_docker_and_leave_nothing() {
     let out = fx.run(&["--rm", "--memory", "12zz", "busybox", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(text(&out.stderr).contains("12zz"));
-    let out = fx.run(&["--rm", "-p", "8080:80", "busybox", "true"]);
-    assert!(text(&out.stderr).contains("not supported yet"));
+    // Bad network input: a clear error naming it, 125, nothing left (checked below).
+    for (args, says) in [
+        (&["-p", "99999:80"][..], "invalid port specification"),
+        (
+            &["-p", "80:80", "--network", "none"][..],
+            "conflicting options",
+        ),
+        (
+            &["--network", "nosuchnet"][..],
+            "network nosuchnet not found",
+        ),
+        (&["--ip", "10.0.0.300"][..], "invalid --ip"),
+        (&["--ip", "192.0.2.9"][..], "is not in the subnet"),
+    ] {
+        let mut all = vec!["--rm"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["busybox", "true"]);
+        let out = fx.run(&all);
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
     fx.assert_no_leaks();
 }
 
@@ -552,7 +674,8 @@ fn tty_run_gets_a_pty() {
     }
     let fx = Fixture::new();
     let cmd = format!(
-        "{BERTH} --root {} run --rm -t --cgroup-parent {} busybox sh -c 'tty; echo $TERM; exit 4'",
+        "nsenter --net={} {BERTH} --root {} run --rm -t --cgroup-parent {} busybox sh -c 'tty; echo $TERM; exit 4'",
+        fx.netns.as_ref().unwrap().display(),
         fx.root().display(),
         fx.cgroup_parent
     );
@@ -580,7 +703,8 @@ fn run_pulls_a_missing_image_from_a_local_registry() {
     let reg = common::Registry::start(common::Auth::None, false);
     let client = reg.client(&berth_image::registry::RegistryOptions::default());
     common::push_image(&client, "bb", "1", "amd64", &[&common::base_layer()], false);
-    let fx = Fixture::new();
+    // The registry listens on the test's own 127.0.0.1.
+    let fx = Fixture::in_host_netns();
     let image = format!("{}/bb:1", reg.host());
     // The pushed image's Cmd is /bin/sh; its layer has /bin/busybox and /etc/motd.
     let out = fx.run(&["--rm", &image, "/bin/busybox", "cat", "/etc/motd"]);
@@ -620,8 +744,9 @@ fn joining_another_containers_namespaces_and_host_modes() {
     let db_net = fx.berth(&["exec", "db", "readlink", "/proc/self/ns/net"]);
     let db_net = text(&db_net.stdout).trim().to_owned();
     assert!(db_net.starts_with("net:["), "{db_net}");
-    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
-    assert_ne!(db_net, host_net.to_str().unwrap());
+    // "host" is the namespace berth runs in: the fixture's.
+    let host_net = fx.netns_link();
+    assert_ne!(db_net, host_net);
 
     // Same network namespace, and with --pid container:db the same PID 1.
     let out = fx.run(&[
@@ -652,10 +777,7 @@ fn joining_another_containers_namespaces_and_host_modes() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let host_name = text(&Command::new("hostname").output().unwrap().stdout);
-    assert_eq!(
-        text(&out.stdout),
-        format!("{}\n{}", host_net.display(), host_name)
-    );
+    assert_eq!(text(&out.stdout), format!("{host_net}\n{host_name}"));
 
     let st = fx.berth(&[
         "inspect",
@@ -970,7 +1092,8 @@ fn sigkill_of_berth_at_any_step_leaves_a_state_rm_cleans() {
     let fx = Fixture::new();
     // Killed at increasing delays: before, during and after create and start.
     for delay_ms in [0u64, 1, 2, 4, 7, 10, 15, 20, 30, 50, 80] {
-        let mut child = Command::new(BERTH)
+        let mut child = fx
+            .cmd(BERTH)
             .arg("--root")
             .arg(fx.root())
             .args(["run", "--rm", "--cgroup-parent", &fx.cgroup_parent])
@@ -1121,7 +1244,8 @@ fn foreground_run_forwards_signals_to_the_container() {
     }
     use std::io::{BufRead, Read};
     let fx = Fixture::new();
-    let mut child = Command::new(BERTH)
+    let mut child = fx
+        .cmd(BERTH)
         .arg("--root")
         .arg(fx.root())
         .args([
@@ -1180,5 +1304,342 @@ fn network_none_has_loopback_up() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "0x9\nlo\n");
+    fx.assert_no_leaks();
+}
+
+/// A process in a network namespace of its own (`unshare --net sleep`), killed by PID on drop:
+/// a "remote" host for NAT tests, wired to the fixture's namespace by a veth.
+struct Remote {
+    child: std::process::Child,
+}
+
+impl Remote {
+    /// A remote at 192.0.2.2/24 (TEST-NET-1, never routed), reached from the fixture's
+    /// namespace through veth `rmt0` (192.0.2.1).
+    fn new(fx: &Fixture) -> Self {
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "300"])
+            .spawn()
+            .unwrap();
+        let r = Self { child };
+        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+        while std::fs::read_link(r.ns()).ok().is_none_or(|l| l == own) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let pid = r.child.id().to_string();
+        for args in [
+            &[
+                "link", "add", "rmt0", "type", "veth", "peer", "name", "rmt1",
+            ][..],
+            &["link", "set", "rmt1", "netns", &pid],
+            &["addr", "add", "192.0.2.1/24", "dev", "rmt0"],
+            &["link", "set", "rmt0", "up"],
+        ] {
+            let st = fx.cmd("ip").args(args).status().unwrap();
+            assert!(st.success(), "ip {args:?}");
+        }
+        for args in [
+            &["addr", "add", "192.0.2.2/24", "dev", "rmt1"][..],
+            &["link", "set", "rmt1", "up"],
+            &["link", "set", "lo", "up"],
+        ] {
+            let st = r.cmd("ip").args(args).status().unwrap();
+            assert!(st.success(), "ip {args:?}");
+        }
+        r
+    }
+
+    fn ns(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/net", self.child.id()))
+    }
+
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.ns().display())).arg(program);
+        c
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A one-shot TCP server on `addr:port` run by python3 in `cmd`'s namespace: prints the
+/// peer's address, answers "pong".
+fn tcp_peer_printer(mut cmd: Command, addr: &str, port: u16) -> std::process::Child {
+    let script = format!(
+        "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{addr}', {port})); s.listen(1); print('listening', flush=True)\n\
+         c, a = s.accept(); c.sendall(b'pong'); c.close(); print(a[0], flush=True)\n"
+    );
+    let mut child = cmd
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "listening");
+    child
+}
+
+#[test]
+fn bridge_gives_address_route_mac_and_outbound_nat() {
+    if !prerequisites() {
+        return;
+    }
+    if !Path::new("/usr/bin/python3").exists() {
+        eprintln!("skipping: needs /usr/bin/python3 for the remote host");
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&[
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "busybox ip -4 -o addr show eth0; busybox ip route; cat /sys/class/net/eth0/address \
+         /sys/class/net/eth0/mtu; tail -n1 /etc/hosts",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    let ip = o
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let octets: Vec<u8> = ip.split('.').map(|x| x.parse().unwrap()).collect();
+    let gw = format!("{}.{}.{}.1", octets[0], octets[1], octets[2]);
+    assert!(o.contains(&format!("default via {gw} dev eth0")), "{o}");
+    let mac = format!(
+        "02:42:{:02x}:{:02x}:{:02x}:{:02x}",
+        octets[0], octets[1], octets[2], octets[3]
+    );
+    assert!(o.contains(&format!("{mac}\n1500\n{ip}\t")), "{o}");
+    // The default subnet overlaps no route of the namespace berth runs in.
+    let routes = fx.cmd("ip").args(["-4", "route"]).output().unwrap();
+    assert!(
+        text(&routes.stdout).contains("berth0"),
+        "{}",
+        text(&routes.stdout)
+    );
+
+    // Outbound NAT: the remote sees the fixture namespace's address, not the container's.
+    let remote = Remote::new(&fx);
+    let server = tcp_peer_printer(remote.cmd("python3"), "192.0.2.2", 7000);
+    let out = fx.run(&[
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "busybox nc 192.0.2.2 7000 </dev/null",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "pong");
+    let seen = server.wait_with_output().unwrap();
+    assert_eq!(text(&seen.stdout).trim(), "192.0.2.1");
+    let rules = fx
+        .cmd("nft")
+        .args(["list", "table", "ip", "berth"])
+        .output();
+    // The table is gone with the last container.
+    assert!(!rules.unwrap().status.success());
+    drop(remote);
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn published_tcp_and_udp_ports_answer_on_127_0_0_1_and_the_bridge_address() {
+    if !prerequisites() {
+        return;
+    }
+    if !Path::new("/usr/bin/python3").exists() {
+        eprintln!("skipping: needs /usr/bin/python3 (a UDP server in the container)");
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8080:80",
+        "-p",
+        "127.0.0.1::81",
+        "-p",
+        "127.0.0.1:9090:90/udp",
+        "-p",
+        "7001-7002:81-82",
+        // The host's python, read-only, for a UDP echo server busybox lacks.
+        "-v",
+        "/usr:/usr:ro",
+        "-v",
+        "/usr/lib:/lib:ro",
+        "-v",
+        "/usr/lib64:/lib64:ro",
+        "busybox",
+        "/usr/bin/python3",
+        "-c",
+        "import socket, threading\n\
+         def tcp(p, msg):\n\
+         \x20   s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         \x20   s.bind(('0.0.0.0', p)); s.listen(8)\n\
+         \x20   while True:\n\
+         \x20       c, a = s.accept(); c.sendall(msg); c.close()\n\
+         for p, m in [(80, b'http'), (81, b'eighty-one'), (82, b'eighty-two')]:\n\
+         \x20   threading.Thread(target=tcp, args=(p, m), daemon=True).start()\n\
+         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('0.0.0.0', 90))\n\
+         while True:\n\
+         \x20   d, a = u.recvfrom(100); u.sendto(b'echo:' + d, a)\n",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ports = text(&fx.berth(&["port", "web"]).stdout);
+    let eph: u16 = ports
+        .lines()
+        .find(|l| l.starts_with("81/tcp -> 127.0.0.1:"))
+        .unwrap_or_else(|| panic!("{ports}"))
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ports.contains("80/tcp -> 0.0.0.0:8080\n"), "{ports}");
+    assert!(ports.contains("90/udp -> 127.0.0.1:9090\n"), "{ports}");
+    assert!(ports.contains("82/tcp -> 0.0.0.0:7002\n"), "{ports}");
+    let one = fx.berth(&["port", "web", "90/udp"]);
+    assert_eq!(text(&one.stdout), "127.0.0.1:9090\n");
+    let ip = text(
+        &fx.berth(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"])
+            .stdout,
+    )
+    .trim()
+    .to_owned();
+    let gw = format!("{}.1", ip.rsplit_once('.').unwrap().0);
+    // From the namespace berth runs in ("the host"): 127.0.0.1 and the bridge's address.
+    let client = |addr: &str, port: u16, udp: bool| {
+        let script = if udp {
+            format!(
+                "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)\n\
+                 s.sendto(b'hi', ('{addr}', {port})); print(s.recvfrom(100)[0].decode(), end='')"
+            )
+        } else {
+            format!(
+                "import socket, time\nfor i in range(50):\n\
+                 \x20   try:\n\
+                 \x20       s = socket.create_connection(('{addr}', {port}), 3); break\n\
+                 \x20   except OSError: time.sleep(0.1)\n\
+                 print(s.recv(100).decode(), end='')"
+            )
+        };
+        let out = fx.cmd("python3").args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{addr}:{port}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(client("127.0.0.1", 8080, false), "http");
+    assert_eq!(client(&gw, 8080, false), "http");
+    assert_eq!(client("127.0.0.1", eph, false), "eighty-one");
+    assert_eq!(client("127.0.0.1", 7001, false), "eighty-one");
+    assert_eq!(client("127.0.0.1", 7002, false), "eighty-two");
+    assert_eq!(client("127.0.0.1", 9090, true), "echo:hi");
+
+    // A host port taken by another container, or by a process of the host: refused, 125.
+    let out = fx.run(&["--rm", "-p", "8080:80", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("host port 8080/tcp on 0.0.0.0 is already in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    let holder = tcp_peer_printer(fx.cmd("python3"), "127.0.0.1", 7500);
+    let out = fx.run(&["--rm", "-p", "127.0.0.1:7500:80", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("by a process of this host"),
+        "{}",
+        text(&out.stderr)
+    );
+    client("127.0.0.1", 7500, false);
+    holder.wait_with_output().unwrap();
+
+    assert!(fx.berth(&["rm", "-f", "web"]).status.success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn thirty_two_concurrent_runs_get_distinct_addresses() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let handles: Vec<_> = (0..32)
+        .map(|i| {
+            let mut c = fx.cmd(BERTH);
+            c.arg("--root").arg(fx.root()).args([
+                "run",
+                "-d",
+                "--name",
+                &format!("c{i}"),
+                "--cgroup-parent",
+                &fx.cgroup_parent,
+                "busybox",
+                "sleep",
+                "100",
+            ]);
+            c.stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for h in handles {
+        let out = h.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let mut ips: Vec<String> = (0..32)
+        .map(|i| {
+            let out = fx.berth(&[
+                "exec",
+                &format!("c{i}"),
+                "busybox",
+                "ip",
+                "-4",
+                "-o",
+                "addr",
+                "show",
+                "eth0",
+            ]);
+            let o = text(&out.stdout);
+            o.split_whitespace()
+                .skip_while(|w| *w != "inet")
+                .nth(1)
+                .unwrap_or_else(|| panic!("c{i}: {o} {}", text(&out.stderr)))
+                .to_owned()
+        })
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 32, "{ips:?}");
+    let rm: Vec<_> = (0..32)
+        .map(|i| {
+            let mut c = fx.cmd(BERTH);
+            c.arg("--root")
+                .arg(fx.root())
+                .args(["rm", "-f", &format!("c{i}")]);
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for mut h in rm {
+        assert!(h.wait().unwrap().success());
+    }
     fx.assert_no_leaks();
 }

@@ -1,8 +1,8 @@
 //! From "an image plus run options" to an OCI `config.json`: a pure function, unit-tested
 //! without root. The defaults are Docker's (moby `oci/defaults.go` and
 //! `daemon/oci_linux.go`): its capability set, masked and read-only paths, the default seccomp
-//! profile resolved for the capabilities, and a private network namespace with loopback only
-//! (Berth has no bridge networking yet).
+//! profile resolved for the capabilities, and a private network namespace (which the engine
+//! attaches to a bridge network, or leaves with loopback only for `--network none`).
 
 use std::path::Path;
 
@@ -72,6 +72,9 @@ pub struct ImageConfig {
     pub user: Option<String>,
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// `{"80/tcp": {}}`: what `-P` publishes.
+    #[serde(default)]
+    pub exposed_ports: Option<std::collections::BTreeMap<String, Value>>,
 }
 
 impl ImageConfig {
@@ -111,10 +114,14 @@ pub struct RunOptions {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub privileged: bool,
-    /// `none` (the default), `host`; anything else is not supported yet.
+    /// `bridge` (the default), a network's name, `none`, `host`, `container:X`.
     pub network: Option<String>,
-    /// `-p`: not supported yet.
+    /// `-p [hostIP:][hostPort:]containerPort[/proto]`.
     pub publish: Vec<String>,
+    /// `-P`: publish every port the image exposes on an ephemeral host port.
+    pub publish_all: bool,
+    /// `--ip`: a static address on the network.
+    pub ip: Option<String>,
     /// Absolute cgroup under which `<id>` is created (default `/berth`).
     pub cgroup_parent: Option<String>,
     /// `--pid host|container:X`.
@@ -333,11 +340,21 @@ pub fn namespace_modes(opts: &RunOptions) -> Result<Vec<(&'static str, NsMode)>,
             }
         };
     let net = match opts.network.as_deref() {
-        Some(n) if n != "none" && n != "host" && !n.starts_with("container:") => {
-            return Err(BundleError::Network(n.to_owned()))
+        // A bridge network (the default one or a named one): a namespace of its own, which
+        // the engine attaches between create and start.
+        Some(n) if n != "host" && !n.starts_with("container:") => {
+            if !valid_network_name(n) {
+                return Err(BundleError::Network(n.to_owned()));
+            }
+            NsMode::Private
         }
-        n => parse("--network", n, &["none"])?,
+        n => parse("--network", n, &[])?,
     };
+    if let (Some(p), Some(n)) = (opts.publish.first(), opts.network.as_deref()) {
+        if n == "none" || n == "host" || n.starts_with("container:") {
+            return Err(BundleError::PortsNeedBridge(p.clone(), n.to_owned()));
+        }
+    }
     let uts = match opts.uts.as_deref() {
         None | Some("host") => parse("--uts", opts.uts.as_deref(), &[])?,
         Some(v) => {
@@ -358,6 +375,13 @@ pub fn namespace_modes(opts: &RunOptions) -> Result<Vec<(&'static str, NsMode)>,
     ])
 }
 
+/// Docker's rule for network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn valid_network_name(n: &str) -> bool {
+    n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
 /// Why a bundle could not be generated from the options.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -373,9 +397,11 @@ pub enum BundleError {
     Tmpfs { spec: String },
     #[error("unknown capability {0:?}")]
     Capability(String),
-    #[error("publishing ports (-p {0}) is not supported yet: Berth has no bridge networking; use --network host")]
-    PortsNotSupported(String),
-    #[error("network mode {0:?} is not supported yet (supported: none, host, container:NAME)")]
+    #[error(
+        "conflicting options: publishing ports (-p {0}) needs a bridge network, not --network {1}"
+    )]
+    PortsNeedBridge(String, String),
+    #[error("invalid --network {0:?}: a network name has letters, digits, '_', '.' and '-' only")]
     Network(String),
     #[error("invalid --restart policy {0:?} (no, on-failure[:N], always, unless-stopped)")]
     Restart(String),
@@ -626,9 +652,6 @@ pub fn build_spec(
     opts: &RunOptions,
     inp: &SpecInputs<'_>,
 ) -> Result<berth_runtime::Spec, BundleError> {
-    if let Some(p) = opts.publish.first() {
-        return Err(BundleError::PortsNotSupported(p.clone()));
-    }
     let modes = namespace_modes(opts)?;
     let caps = capabilities(&opts.cap_add, &opts.cap_drop, opts.privileged)?;
     let base = berth_runtime::ops::spec::default_spec(false);
@@ -854,6 +877,7 @@ mod tests {
             working_dir: None,
             user: None,
             stop_signal: None,
+            ..Default::default()
         }
     }
 
@@ -986,14 +1010,15 @@ mod tests {
         .contains("12zz"));
         assert!(e(RunOptions {
             publish: vec!["80:80".into()],
+            network: Some("none".into()),
             ..Default::default()
         })
-        .contains("not supported yet"));
+        .contains("conflicting options"));
         assert!(e(RunOptions {
-            network: Some("bridge".into()),
+            network: Some("my net".into()),
             ..Default::default()
         })
-        .contains("not supported yet"));
+        .contains("invalid --network"));
         assert!(e(RunOptions {
             volumes: vec!["vol:/data".into()],
             ..Default::default()

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use berth_runtime::ops::Runtime;
 
+pub use berth_net;
 pub use bundle::RunOptions;
 pub use lifecycle::RemoveError;
 pub use record::{ContainerRecord, RecordError, Records, Status};

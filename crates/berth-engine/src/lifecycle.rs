@@ -40,6 +40,8 @@ pub enum CreateError {
     },
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Network(#[from] Box<crate::network::NetworkError>),
     #[error("cannot join the {kind} namespace of container {target:?}: it is not running")]
     JoinNotRunning { kind: &'static str, target: String },
     #[error("opening the image store")]
@@ -125,7 +127,7 @@ pub enum StartError {
     Network {
         id: String,
         #[source]
-        source: crate::network::NetworkError,
+        source: Box<crate::network::NetworkError>,
     },
     #[error("-t with -d needs a terminal the monitor would serve, which is not supported yet")]
     DetachedTty,
@@ -258,6 +260,7 @@ impl Engine {
         bundle::hosts_file("", opts)?;
         bundle::resolv_conf(opts)?;
         bundle::security_opts(opts)?;
+        let net_plan = self.plan_network(opts, &img).map_err(Box::new)?;
         for u in &opts.ulimits {
             bundle::parse_ulimit(u)?;
         }
@@ -333,7 +336,10 @@ impl Engine {
                 .unwrap_or_else(|| "SIGTERM".into()),
             stop_timeout: opts.stop_timeout.unwrap_or(10),
             labels: opts.labels.clone(),
-            network_mode: opts.network.clone().unwrap_or_else(|| "none".into()),
+            network_mode: opts
+                .network
+                .clone()
+                .unwrap_or_else(|| crate::network::DEFAULT_MODE.into()),
             restart_policy,
             restart_count: 0,
             log_driver,
@@ -361,13 +367,19 @@ impl Engine {
             }
         }
         // The record exists: from here on every failure undoes everything.
-        match self.create_in(
-            (&store, &image, &img),
-            opts,
-            &mut rec,
-            &joined,
-            keep_mounted,
-        ) {
+        let made = self
+            .save_plan(&rec.id, &net_plan)
+            .map_err(CreateError::from)
+            .and_then(|()| {
+                self.create_in(
+                    (&store, &image, &img),
+                    opts,
+                    &mut rec,
+                    &joined,
+                    keep_mounted,
+                )
+            });
+        match made {
             Ok(()) => Ok(rec),
             Err(e) => {
                 let problems = self.teardown(&rec);
@@ -469,6 +481,7 @@ impl Engine {
             Ok(_) | Err(ops::delete::DeleteError::State(StateError::NotFound(_))) => {}
             Err(e) => problems.push(crate::exec::chain(&e)),
         }
+        problems.extend(self.network_down(&rec.id));
         match self.store() {
             Ok(store) => {
                 let snaps = Snapshotter::new(store);
@@ -597,6 +610,8 @@ impl Engine {
                 return;
             }
             let _ = ops::delete::delete(&self.runtime, id, true);
+            // The init is gone: its addresses, veths and published ports go too.
+            let _ = self.network_down(id);
             let rootfs = bundle_rootfs(&rec);
             if is_mounted(&rootfs) {
                 if let Ok(store) = self.store() {

@@ -1,13 +1,22 @@
 //! The container's network, set up between the runtime's `create` (the namespace exists, the
-//! command has not started) and `start`, and released on every exit path.
+//! command has not started) and `start`, and released on every exit path (`finish` after a
+//! run, `rm`, a failed start, and the sweep of leases whose supervisor was killed).
+//!
+//! What a container asked for is planned at `create` (validated before anything exists) and
+//! kept in `<container dir>/network.json`; what it got lives in berth-net's leases, which exist
+//! exactly while it runs.
 
-use std::path::PathBuf;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 
+use berth_net::{Attachment, NetError, Networks, PortSpec};
+
+use crate::bundle::{BundleError, ImageConfig, RunOptions};
 use crate::lifecycle::StartError;
-use crate::record::ContainerRecord;
+use crate::record::{ContainerRecord, RecordError, Status};
 use crate::Engine;
 
-/// Why a container's network could not be set up.
+/// Why a container's network could not be planned or set up.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     #[error("bringing up the loopback interface in {ns}")]
@@ -16,6 +25,40 @@ pub enum NetworkError {
         #[source]
         source: berth_net::NetlinkError,
     },
+    #[error("attaching to network {network}")]
+    Attach {
+        network: String,
+        #[source]
+        source: NetError,
+    },
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Port(#[from] berth_net::PortError),
+    #[error("invalid --ip {0:?}: expected an IPv4 address")]
+    Ip(String),
+    #[error("--ip needs a user-defined network or the default bridge, not --network {0}")]
+    IpNeedsBridge(String),
+    #[error("reading {path}")]
+    Plan {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+/// What `create` decided about the container's network.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NetPlan {
+    /// The bridge networks to attach to, in order (`eth0`, `eth1`...); empty for `none`.
+    pub networks: Vec<String>,
+    /// `-p` and `-P` specifications, normalised (`[ip:]hostPort:containerPort/proto`).
+    pub ports: Vec<String>,
+    pub ip: Option<Ipv4Addr>,
 }
 
 /// Whether a network mode gives the container a namespace of its own (which Berth then sets
@@ -24,18 +67,212 @@ pub fn owns_namespace(mode: &str) -> bool {
     !(mode == "host" || mode.starts_with("container:") || mode.starts_with("ns:"))
 }
 
+/// The mode a container gets without `--network`: Docker's default bridge.
+pub const DEFAULT_MODE: &str = berth_net::bridge::DEFAULT_NETWORK;
+
 impl Engine {
+    pub fn networks(&self) -> Result<Networks, NetError> {
+        Networks::open(&self.root)
+    }
+
+    /// Validates the network options against the image and the existing networks; nothing
+    /// is created but the default network's record.
+    pub(crate) fn plan_network(
+        &self,
+        opts: &RunOptions,
+        img: &ImageConfig,
+    ) -> Result<NetPlan, NetworkError> {
+        let mode = opts.network.as_deref().unwrap_or(DEFAULT_MODE);
+        let mut plan = NetPlan::default();
+        let bridged = owns_namespace(mode) && mode != "none";
+        let ip = match &opts.ip {
+            None => None,
+            Some(s) => Some(
+                s.parse::<Ipv4Addr>()
+                    .map_err(|_| NetworkError::Ip(s.clone()))?,
+            ),
+        };
+        if ip.is_some() && !bridged {
+            return Err(NetworkError::IpNeedsBridge(mode.to_owned()));
+        }
+        if !bridged {
+            return Ok(plan);
+        }
+        let cfg = self.networks()?.get(mode)?;
+        if let Some(ip) = ip {
+            if !cfg.subnet.contains(ip) {
+                return Err(NetError::IpOutside {
+                    ip,
+                    subnet: cfg.subnet,
+                    network: cfg.name,
+                }
+                .into());
+            }
+        }
+        plan.networks.push(mode.to_owned());
+        plan.ip = ip;
+        for p in &opts.publish {
+            p.parse::<PortSpec>()?;
+            plan.ports.push(p.clone());
+        }
+        if opts.publish_all {
+            for key in img.exposed_ports.iter().flat_map(|m| m.keys()) {
+                // "80/tcp", "53/udp", "8000-8002/tcp": ephemeral host ports.
+                let spec: PortSpec = key.parse()?;
+                if !plan
+                    .ports
+                    .iter()
+                    .filter_map(|p| p.parse::<PortSpec>().ok())
+                    .any(|p| p.container_ports == spec.container_ports && p.proto == spec.proto)
+                {
+                    plan.ports.push(key.clone());
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    fn plan_path(&self, id: &str) -> PathBuf {
+        self.records.dir(id).join("network.json")
+    }
+
+    pub(crate) fn save_plan(&self, id: &str, plan: &NetPlan) -> Result<(), RecordError> {
+        crate::record::write_atomic(
+            &self.plan_path(id),
+            &serde_json::to_vec(plan).expect("a plan serialises"),
+        )
+    }
+
+    fn load_plan(&self, id: &str) -> Result<NetPlan, NetworkError> {
+        let path = self.plan_path(id);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(serde_json::from_slice(&b).unwrap_or_default()),
+            // A container created before networking existed: loopback only.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(NetPlan::default()),
+            Err(source) => Err(NetworkError::Plan { path, source }),
+        }
+    }
+
+    /// Whether container `id` still runs (its init is alive): its leases must be kept even
+    /// when its supervisor died.
+    fn still_running(&self, id: &str) -> bool {
+        match self.records.load(id) {
+            Ok(r) if r.state.status == Status::Running => self
+                .runtime
+                .load(id)
+                .map(|(_, st, _)| st.init_alive())
+                .unwrap_or(false),
+            _ => false,
+        }
+    }
+
     /// Sets up the network namespace of the created (not yet started) container `rec`, whose
-    /// init is `pid`.
+    /// init is `pid`. On failure, whatever was attached is released again.
     pub(crate) fn network_up(&self, rec: &ContainerRecord, pid: i32) -> Result<(), StartError> {
         if !owns_namespace(&rec.network_mode) {
             return Ok(());
         }
-        let ns = PathBuf::from(format!("/proc/{pid}/ns/net"));
         let err = |source| StartError::Network {
             id: rec.id.clone(),
-            source,
+            source: Box::new(source),
         };
-        berth_net::loopback_up(&ns).map_err(|source| err(NetworkError::Loopback { ns, source }))
+        let ns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        berth_net::loopback_up(&ns).map_err(|source| {
+            err(NetworkError::Loopback {
+                ns: ns.clone(),
+                source,
+            })
+        })?;
+        let plan = self.load_plan(&rec.id).map_err(err)?;
+        if plan.networks.is_empty() {
+            return Ok(());
+        }
+        match self.attach_all(rec, &plan, &ns) {
+            Ok(atts) => {
+                // The container's own name resolves to its address (Docker's /etc/hosts).
+                if let Some(a) = atts.first() {
+                    self.add_hosts_line(&rec.id, &format!("{}\t{}\n", a.ip, rec.hostname));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.network_down(&rec.id);
+                Err(err(e))
+            }
+        }
+    }
+
+    fn attach_all(
+        &self,
+        rec: &ContainerRecord,
+        plan: &NetPlan,
+        ns: &Path,
+    ) -> Result<Vec<Attachment>, NetworkError> {
+        let nets = self.networks()?;
+        let ports: Vec<PortSpec> = plan
+            .ports
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for (i, network) in plan.networks.iter().enumerate() {
+            let ifname = format!("eth{i}");
+            let req = berth_net::AttachRequest {
+                container: &rec.id,
+                network,
+                netns: ns,
+                ifname: &ifname,
+                ip: if i == 0 { plan.ip } else { None },
+                // Published ports go to the first network's address.
+                ports: if i == 0 { &ports } else { &[] },
+            };
+            let a = nets
+                .attach(&req, &|id| self.still_running(id))
+                .map_err(|source| NetworkError::Attach {
+                    network: network.clone(),
+                    source,
+                })?;
+            out.push(a);
+        }
+        Ok(out)
+    }
+
+    /// Rewrites the container's hosts file in place (it is bind-mounted by inode) with `line`
+    /// added. Best effort: the container runs without it.
+    fn add_hosts_line(&self, id: &str, line: &str) {
+        let p = self.records.dir(id).join("hosts");
+        if let Ok(mut s) = std::fs::read_to_string(&p) {
+            if !s.contains(line) {
+                s.push_str(line);
+                let _ = std::fs::write(&p, s);
+            }
+        }
+    }
+
+    /// Releases every address, veth and published port of container `id`. Idempotent and
+    /// best effort: returns the problems met.
+    pub(crate) fn network_down(&self, id: &str) -> Vec<String> {
+        match self.networks() {
+            Ok(n) => n.release(id),
+            Err(e) => vec![crate::exec::chain(&e)],
+        }
+    }
+
+    /// The published ports of a running container (`berth port`), from its leases.
+    pub fn ports(&self, what: &str) -> Result<Vec<berth_net::nft::PortMap>, NetworkError> {
+        let rec = self.find(what)?;
+        Ok(self
+            .networks()?
+            .leases_of(&rec.id)?
+            .into_iter()
+            .flat_map(|l| l.ports)
+            .collect())
+    }
+
+    /// The addresses a running container holds, per network (`inspect`).
+    pub fn attachments(&self, id: &str) -> Vec<berth_net::Lease> {
+        self.networks()
+            .and_then(|n| n.leases_of(id))
+            .unwrap_or_default()
     }
 }

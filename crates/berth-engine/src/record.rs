@@ -292,12 +292,22 @@ impl Records {
                 id,
             });
         }
+        // The directory appears with its record in one rename, and the name only after: a
+        // `berth` SIGKILLed here leaves either nothing visible (a staging directory swept by
+        // the next `ids()`) or a complete record that `ps` lists and `rm` removes.
         let dir = self.dir(&rec.id);
-        fs::create_dir(&dir).map_err(io_err("creating", &dir))?;
+        let staging = self
+            .dir
+            .join(format!(".new-{}-{}", std::process::id(), rec.id));
+        fs::create_dir(&staging).map_err(io_err("creating", &staging))?;
+        let data = serde_json::to_vec_pretty(rec).expect("a record serialises");
         let name_path = self.name_path(&rec.name);
-        let res = write_atomic(&name_path, rec.id.as_bytes()).and_then(|()| self.save(rec));
+        let res = write_atomic(&staging.join("container.json"), &data)
+            .and_then(|()| fs::rename(&staging, &dir).map_err(io_err("renaming", &staging)))
+            .and_then(|()| write_atomic(&name_path, rec.id.as_bytes()));
         if res.is_err() {
             let _ = fs::remove_file(&name_path);
+            let _ = fs::remove_dir_all(&staging);
             let _ = fs::remove_dir_all(&dir);
         }
         res
@@ -331,6 +341,12 @@ impl Records {
             if let Some(n) = e.file_name().to_str() {
                 if is_full_id(n) && e.path().join("container.json").exists() {
                     ids.push(n.to_owned());
+                } else if let Some(rest) = n.strip_prefix(".new-") {
+                    // A staging directory of an insert whose process died.
+                    let pid = rest.split('-').next().unwrap_or("");
+                    if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
+                        let _ = fs::remove_dir_all(e.path());
+                    }
                 }
             }
         }

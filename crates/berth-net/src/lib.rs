@@ -25,3 +25,12 @@ pub fn loopback_up(ns_path: &Path) -> Result<(), NetlinkError> {
     let mut nl = Netlink::in_netns(f.as_fd(), &ns_path.display().to_string())?;
     nl.set_up("lo")
 }
+
+pub mod bridge;
+pub mod nft;
+pub mod ports;
+pub mod subnet;
+
+pub use bridge::{AttachRequest, Attachment, Lease, NetError, NetworkConfig, Networks};
+pub use ports::{PortError, PortSpec};
+pub use subnet::Subnet;
