@@ -80,6 +80,9 @@ pub enum EngineCmd {
         container: String,
         private_port: Option<String>,
     },
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(crate::cmd_network::NetworkCmd),
     /// Manage containers.
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -181,6 +184,9 @@ pub struct RunArgs {
     /// A static IPv4 address on the network.
     #[arg(long)]
     ip: Option<String>,
+    /// Another name for the container on a user-defined network.
+    #[arg(long = "network-alias", alias = "net-alias")]
+    network_alias: Vec<String>,
     /// Absolute cgroup under which the container's cgroup is created (default /berth).
     #[arg(long)]
     cgroup_parent: Option<String>,
@@ -508,6 +514,7 @@ fn run(
             })
         }
         EngineCmd::Top { container, ps_args } => cmd_top(&e, &container, &ps_args),
+        EngineCmd::Network(c) => crate::cmd_network::run(&e, c),
         EngineCmd::Port {
             container,
             private_port,
@@ -611,6 +618,7 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         publish: a.publish.clone(),
         publish_all: a.publish_all,
         ip: a.ip.clone(),
+        network_aliases: a.network_alias.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
         pid: a.pid.clone(),
         ipc: a.ipc.clone(),

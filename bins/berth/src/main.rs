@@ -4,6 +4,7 @@
 //! once with their cause chain (`berth: pulling x: layer sha256:..: fetching: ...`).
 //! Exit codes: 0 success, 1 the command failed, 2 usage error (from clap).
 
+mod cmd_network;
 mod cmd_run;
 mod format;
 mod progress;

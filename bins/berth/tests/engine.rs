@@ -1643,3 +1643,181 @@ fn thirty_two_concurrent_runs_get_distinct_addresses() {
     }
     fx.assert_no_leaks();
 }
+
+#[test]
+fn user_networks_resolve_names_connect_disconnect_and_internal_blocks_nat() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let ok = |args: &[&str]| {
+        let out = fx.berth(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.99.0.0/24",
+        "--gateway",
+        "10.99.0.254",
+        "--label",
+        "team=a",
+        "appnet",
+    ]);
+    // Bad input: an overlapping subnet, a gateway outside, a duplicate name; nothing made.
+    for (args, says) in [
+        (
+            &["network", "create", "--subnet", "10.99.0.128/25", "x1"][..],
+            "overlaps network appnet",
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.98.0.0/24",
+                "--gateway",
+                "10.97.0.1",
+                "x2",
+            ],
+            "invalid gateway",
+        ),
+        (&["network", "create", "appnet"], "already exists"),
+        (&["network", "rm", "bridge"], "pre-defined"),
+    ] {
+        let out = fx.berth(args);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let ls = ok(&["network", "ls"]);
+    assert!(
+        ls.contains(" appnet ") && ls.contains(" bridge ") && !ls.contains("x1"),
+        "{ls}"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&["network", "inspect", "appnet"])).unwrap();
+    assert_eq!(inspect[0]["IPAM"]["Config"][0]["Gateway"], "10.99.0.254");
+    assert_eq!(inspect[0]["Labels"]["team"], "a");
+
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "appnet",
+        "--network-alias",
+        "database",
+        "--ip",
+        "10.99.0.50",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Another container reaches it by name and by alias; the static address is taken.
+    let out = fx.run(&[
+        "--rm",
+        "--network",
+        "appnet",
+        "busybox",
+        "sh",
+        "-c",
+        "busybox ping -c1 -W2 db | head -1; busybox ping -c1 -W2 database >/dev/null && echo alias",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "PING db (10.99.0.50): 56 data bytes\nalias\n"
+    );
+    let out = fx.run(&[
+        "--rm",
+        "--network",
+        "appnet",
+        "--ip",
+        "10.99.0.50",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("already in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = fx.berth(&["network", "rm", "appnet"]);
+    assert!(
+        text(&out.stderr).contains("active endpoints"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // connect and disconnect a running container on the default bridge.
+    let out = fx.run(&["-d", "--name", "web", "busybox", "sleep", "100"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    ok(&["network", "connect", "--alias", "www", "appnet", "web"]);
+    let out = fx.berth(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "busybox ping -c1 -W2 db >/dev/null && echo ok",
+    ]);
+    assert_eq!(text(&out.stdout), "ok\n", "{}", text(&out.stderr));
+    let out = fx.berth(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "busybox ping -c1 -W2 www >/dev/null && echo ok",
+    ]);
+    assert_eq!(text(&out.stdout), "ok\n", "{}", text(&out.stderr));
+    ok(&["network", "disconnect", "appnet", "web"]);
+    let out = fx.berth(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "ls /sys/class/net; busybox ping -c1 -W1 db",
+    ]);
+    assert_eq!(text(&out.stdout), "eth0\nlo\n");
+    let out = fx.berth(&["exec", "db", "cat", "/etc/hosts"]);
+    assert!(!text(&out.stdout).contains("www"), "{}", text(&out.stdout));
+    let out = fx.berth(&["network", "disconnect", "appnet", "web"]);
+    assert!(
+        text(&out.stderr).contains("not connected"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(fx.berth(&["rm", "-f", "db", "web"]).status.success());
+
+    // --internal: no route out, and forwarding from its bridge dropped.
+    let remote = Remote::new(&fx);
+    ok(&["network", "create", "--internal", "sealed"]);
+    let out = fx.run(&[
+        "--rm",
+        "--network",
+        "sealed",
+        "busybox",
+        "sh",
+        "-c",
+        "busybox ip route | grep -c default; busybox nc -w 2 192.0.2.2 7000 </dev/null",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "0\n");
+    drop(remote);
+
+    let pruned = ok(&["network", "prune", "-f"]);
+    assert!(
+        pruned.contains("appnet") && pruned.contains("sealed"),
+        "{pruned}"
+    );
+    let links = text(&fx.cmd("ip").args(["-o", "link"]).output().unwrap().stdout);
+    assert!(!links.contains("br-"), "bridges left: {links}");
+    fx.assert_no_leaks();
+}

@@ -122,6 +122,8 @@ pub struct RunOptions {
     pub publish_all: bool,
     /// `--ip`: a static address on the network.
     pub ip: Option<String>,
+    /// `--network-alias`: more names for the container on a user-defined network.
+    pub network_aliases: Vec<String>,
     /// Absolute cgroup under which `<id>` is created (default `/berth`).
     pub cgroup_parent: Option<String>,
     /// `--pid host|container:X`.

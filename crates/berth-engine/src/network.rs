@@ -35,6 +35,8 @@ pub enum NetworkError {
     Net(#[from] NetError),
     #[error(transparent)]
     Port(#[from] berth_net::PortError),
+    #[error("invalid --network-alias {0:?}: expected a host name")]
+    Alias(String),
     #[error("invalid --ip {0:?}: expected an IPv4 address")]
     Ip(String),
     #[error("--ip needs a user-defined network or the default bridge, not --network {0}")]
@@ -59,6 +61,9 @@ pub struct NetPlan {
     /// `-p` and `-P` specifications, normalised (`[ip:]hostPort:containerPort/proto`).
     pub ports: Vec<String>,
     pub ip: Option<Ipv4Addr>,
+    /// `--network-alias`es.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// Whether a network mode gives the container a namespace of its own (which Berth then sets
@@ -111,6 +116,12 @@ impl Engine {
         }
         plan.networks.push(mode.to_owned());
         plan.ip = ip;
+        for a in &opts.network_aliases {
+            if !berth_net::bridge::valid_hostname(a) {
+                return Err(NetworkError::Alias(a.clone()));
+            }
+            plan.aliases.push(a.clone());
+        }
         for p in &opts.publish {
             p.parse::<PortSpec>()?;
             plan.ports.push(p.clone());
@@ -193,6 +204,9 @@ impl Engine {
                 if let Some(a) = atts.first() {
                     self.add_hosts_line(&rec.id, &format!("{}\t{}\n", a.ip, rec.hostname));
                 }
+                for a in &atts {
+                    self.refresh_hosts(&a.network);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -214,6 +228,7 @@ impl Engine {
             .iter()
             .map(|p| p.parse())
             .collect::<Result<_, _>>()?;
+        let aliases = aliases_of(rec, &plan.aliases);
         let mut out = Vec::new();
         for (i, network) in plan.networks.iter().enumerate() {
             let ifname = format!("eth{i}");
@@ -225,6 +240,8 @@ impl Engine {
                 ip: if i == 0 { plan.ip } else { None },
                 // Published ports go to the first network's address.
                 ports: if i == 0 { &ports } else { &[] },
+                aliases: &aliases,
+                default_route: i == 0,
             };
             let a = nets
                 .attach(&req, &|id| self.still_running(id))
@@ -253,9 +270,180 @@ impl Engine {
     /// best effort: returns the problems met.
     pub(crate) fn network_down(&self, id: &str) -> Vec<String> {
         match self.networks() {
-            Ok(n) => n.release(id),
+            Ok(n) => {
+                let had: Vec<String> = n
+                    .leases_of(id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|l| l.network)
+                    .collect();
+                let problems = n.release(id);
+                for net in had {
+                    self.refresh_hosts(&net);
+                }
+                problems
+            }
             Err(e) => vec![crate::exec::chain(&e)],
         }
+    }
+
+    /// Name resolution on a user-defined network: rewrites the hosts file of every container
+    /// on `network` so it lists every other one (name, short id, aliases). Lines Berth manages
+    /// end in `# berth-net`; the rest of the file is kept. The default `bridge` network has no
+    /// name resolution (Docker's rule). Best effort.
+    pub(crate) fn refresh_hosts(&self, network: &str) {
+        if network == DEFAULT_MODE {
+            return;
+        }
+        let Ok(leases) = self.networks().and_then(|n| n.leases()) else {
+            return;
+        };
+        let ids: Vec<&str> = leases
+            .iter()
+            .filter(|l| l.network == network)
+            .map(|l| l.container.as_str())
+            .collect();
+        self.rewrite_hosts(&leases, &ids);
+    }
+
+    /// Rewrites the Berth-managed lines of the hosts files of containers `ids` from `leases`:
+    /// each file holds the peers of every user network its container is on.
+    fn rewrite_hosts(&self, leases: &[berth_net::Lease], ids: &[&str]) {
+        for &id in ids {
+            let my_nets: Vec<&str> = leases
+                .iter()
+                .filter(|l| l.container == id && l.network != DEFAULT_MODE)
+                .map(|l| l.network.as_str())
+                .collect();
+            let mut lines = String::new();
+            for peer in leases
+                .iter()
+                .filter(|l| l.container != id && my_nets.contains(&l.network.as_str()))
+            {
+                lines.push_str(&format!(
+                    "{}\t{} # berth-net\n",
+                    peer.ip,
+                    peer.aliases.join(" ")
+                ));
+            }
+            let p = self.records.dir(id).join("hosts");
+            if let Ok(s) = std::fs::read_to_string(&p) {
+                let mut kept: String = s
+                    .lines()
+                    .filter(|l| !l.ends_with("# berth-net"))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                kept.push_str(&lines);
+                if kept != s {
+                    // In place: the file is bind-mounted by inode.
+                    let _ = std::fs::write(&p, kept);
+                }
+            }
+        }
+    }
+
+    /// `berth network connect`: attaches a running container to one more network (and keeps
+    /// it in its plan, so a restart attaches it again).
+    pub fn network_connect(
+        &self,
+        container: &str,
+        network: &str,
+        ip: Option<Ipv4Addr>,
+        aliases: &[String],
+    ) -> Result<Attachment, NetworkError> {
+        let rec = self.reconcile(self.find(container)?);
+        let mut plan = self.load_plan(&rec.id)?;
+        let nets = self.networks()?;
+        nets.get(network)?;
+        if !owns_namespace(&rec.network_mode) || rec.network_mode == "none" {
+            return Err(NetworkError::IpNeedsBridge(rec.network_mode.clone()));
+        }
+        if plan.networks.iter().any(|n| n == network) {
+            return Err(NetError::AlreadyConnected {
+                container: container.to_owned(),
+                network: network.to_owned(),
+            }
+            .into());
+        }
+        let mut all_aliases = plan.aliases.clone();
+        all_aliases.extend(aliases.iter().cloned());
+        let att = if rec.state.status == Status::Running && rec.state.pid > 0 {
+            let ns = PathBuf::from(format!("/proc/{}/ns/net", rec.state.pid));
+            let ifname = format!("eth{}", nets.leases_of(&rec.id)?.len());
+            let names = aliases_of(&rec, &all_aliases);
+            let req = berth_net::AttachRequest {
+                container: &rec.id,
+                network,
+                netns: &ns,
+                ifname: &ifname,
+                ip,
+                ports: &[],
+                aliases: &names,
+                default_route: false,
+            };
+            let a = nets.attach(&req, &|id| self.still_running(id))?;
+            self.refresh_hosts(network);
+            Some(a)
+        } else {
+            None
+        };
+        plan.networks.push(network.to_owned());
+        plan.aliases = all_aliases;
+        self.save_plan(&rec.id, &plan)?;
+        let cfg = nets.get(network)?;
+        Ok(att.unwrap_or(Attachment {
+            network: network.to_owned(),
+            ip: Ipv4Addr::UNSPECIFIED,
+            prefix: cfg.subnet.prefix,
+            gateway: cfg.gateway,
+            mac: String::new(),
+            ports: Vec::new(),
+        }))
+    }
+
+    /// `berth network disconnect`: the container leaves `network` now and on later starts.
+    pub fn network_disconnect(&self, container: &str, network: &str) -> Result<(), NetworkError> {
+        let rec = self.find(container)?;
+        let mut plan = self.load_plan(&rec.id)?;
+        let nets = self.networks()?;
+        let was_planned = plan.networks.iter().any(|n| n == network);
+        let leased = nets
+            .leases_of(&rec.id)?
+            .iter()
+            .any(|l| l.network == network);
+        if !was_planned && !leased {
+            return Err(NetError::NotConnected {
+                container: container.to_owned(),
+                network: network.to_owned(),
+            }
+            .into());
+        }
+        if leased {
+            nets.release_from(&rec.id, network)?;
+            self.refresh_hosts(network);
+            // The container itself forgets the network's names.
+            self.rewrite_hosts(&nets.leases().unwrap_or_default(), &[&rec.id]);
+        }
+        plan.networks.retain(|n| n != network);
+        self.save_plan(&rec.id, &plan)?;
+        Ok(())
+    }
+
+    /// The containers (id, name) attached to `network` now.
+    pub fn network_containers(&self, network: &str) -> Vec<(berth_net::Lease, String)> {
+        let leases = self.networks().and_then(|n| n.leases()).unwrap_or_default();
+        leases
+            .into_iter()
+            .filter(|l| l.network == network)
+            .map(|l| {
+                let name = self
+                    .records
+                    .load(&l.container)
+                    .map(|r| r.name)
+                    .unwrap_or_default();
+                (l, name)
+            })
+            .collect()
     }
 
     /// The published ports of a running container (`berth port`), from its leases.
@@ -275,4 +463,16 @@ impl Engine {
             .and_then(|n| n.leases_of(id))
             .unwrap_or_default()
     }
+}
+
+/// The names a container answers to on a user-defined network: its name, its short id and its
+/// `--network-alias`es.
+fn aliases_of(rec: &ContainerRecord, extra: &[String]) -> Vec<String> {
+    let mut v = vec![rec.name.clone(), rec.id[..12].to_owned()];
+    for a in extra {
+        if !v.contains(a) {
+            v.push(a.clone());
+        }
+    }
+    v
 }

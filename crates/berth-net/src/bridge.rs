@@ -66,6 +66,9 @@ pub struct Lease {
     pub start_time: u64,
     #[serde(default)]
     pub ports: Vec<PortMap>,
+    /// Names other containers of a user-defined network resolve to this address.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// What a container got on one network (`inspect`'s `NetworkSettings.Networks.X`).
@@ -129,6 +132,26 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
+    #[error("tearing down: {0}")]
+    Teardown(String),
+    #[error("network {0} already exists")]
+    Exists(String),
+    #[error("invalid network name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidName(String),
+    #[error("{0} is a pre-defined network and cannot be removed")]
+    Predefined(String),
+    #[error("network {network} has active endpoints ({containers})")]
+    InUse { network: String, containers: String },
+    #[error("subnet {subnet} overlaps {what}")]
+    Overlap { subnet: Subnet, what: String },
+    #[error("invalid gateway {gateway}: it must be a host address of subnet {subnet}")]
+    Gateway { gateway: Ipv4Addr, subnet: Subnet },
+    #[error("no free subnet for network {0}: give one with --subnet")]
+    NoSubnet(String),
+    #[error("container {container} is not connected to network {network}")]
+    NotConnected { container: String, network: String },
+    #[error("container {container} is already connected to network {network}")]
+    AlreadyConnected { container: String, network: String },
     #[error("writing {path}")]
     Sysctl {
         path: PathBuf,
@@ -150,6 +173,10 @@ pub struct AttachRequest<'a> {
     pub ip: Option<Ipv4Addr>,
     /// `-p` specifications (already parsed).
     pub ports: &'a [PortSpec],
+    /// The container's name, short id and `--network-alias`es.
+    pub aliases: &'a [String],
+    /// Whether this network carries the default route (the first one; not a `connect`).
+    pub default_route: bool,
 }
 
 /// The networks of one Berth root.
@@ -431,6 +458,15 @@ impl Networks {
                 .ok_or_else(|| NetError::NotFound(n.to_owned()))?,
         };
         let leases = self.leases()?;
+        if leases
+            .iter()
+            .any(|l| l.container == req.container && l.network == cfg.name)
+        {
+            return Err(NetError::AlreadyConnected {
+                container: req.container.to_owned(),
+                network: cfg.name.clone(),
+            });
+        }
         let used: Vec<Ipv4Addr> = leases
             .iter()
             .filter(|l| l.network == cfg.name)
@@ -482,6 +518,7 @@ impl Networks {
             pid: me,
             start_time: process_start_time(me).unwrap_or(0),
             ports: port_maps,
+            aliases: req.aliases.to_vec(),
         };
         // The lease first: whatever happens next, it names what to undo.
         let ldir = self.lease_dir(&cfg.name);
@@ -570,10 +607,156 @@ impl Networks {
         inner.add_address(req.ifname, lease.ip, cfg.subnet.prefix)?;
         inner.set_up("lo")?;
         inner.set_up(req.ifname)?;
-        if !cfg.internal {
+        if !cfg.internal && req.default_route {
             inner.add_default_route(cfg.gateway)?;
         }
         Ok(())
+    }
+}
+
+/// `berth network create` options.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub subnet: Option<Subnet>,
+    pub gateway: Option<Ipv4Addr>,
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Subnets tried for a user-defined network without `--subnet` (podman's habit: one /24 each).
+fn user_candidates() -> impl Iterator<Item = Subnet> {
+    (0u32..=255).map(|i| Subnet {
+        addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 213, 0, 0)) + (i << 8)),
+        prefix: 24,
+    })
+}
+
+/// A host name a hosts file can carry (RFC 1123 labels).
+pub fn valid_hostname(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+fn valid_name(n: &str) -> bool {
+    n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+impl Networks {
+    /// `berth network create`: a record only; the bridge appears with the first container.
+    pub fn create(&self, name: &str, opts: &CreateOptions) -> Result<NetworkConfig, NetError> {
+        if !valid_name(name) || name.len() > 64 {
+            return Err(NetError::InvalidName(name.to_owned()));
+        }
+        let _lock = self.lock()?;
+        if name == DEFAULT_NETWORK || self.load(name)?.is_some() {
+            return Err(NetError::Exists(name.to_owned()));
+        }
+        let others = self.list()?;
+        let routes = host_routes();
+        let clash = |s: &Subnet| -> Option<String> {
+            if let Some(n) = others.iter().find(|n| n.subnet.overlaps(s)) {
+                return Some(format!("network {} ({})", n.name, n.subnet));
+            }
+            routes
+                .iter()
+                .find(|r| r.overlaps(s))
+                .map(|r| format!("a route of this host ({r})"))
+        };
+        let subnet = match opts.subnet {
+            Some(s) => {
+                if let Some(what) = clash(&s) {
+                    return Err(NetError::Overlap { subnet: s, what });
+                }
+                s
+            }
+            None => user_candidates()
+                .find(|c| clash(c).is_none())
+                .ok_or_else(|| NetError::NoSubnet(name.to_owned()))?,
+        };
+        let gateway = opts.gateway.unwrap_or_else(|| subnet.first_host());
+        if !subnet.contains(gateway) || gateway == subnet.addr || gateway == subnet.broadcast() {
+            return Err(NetError::Gateway { gateway, subnet });
+        }
+        let id = network_id(name);
+        let cfg = NetworkConfig {
+            name: name.to_owned(),
+            bridge: format!("br-{}", &id[..12]),
+            id,
+            driver: "bridge".into(),
+            subnet,
+            gateway,
+            internal: opts.internal,
+            mtu: DEFAULT_MTU,
+            labels: opts.labels.clone(),
+            created: now_secs(),
+        };
+        write_atomic(
+            &self.record_path(name),
+            &serde_json::to_vec_pretty(&cfg).expect("a network record serialises"),
+        )?;
+        Ok(cfg)
+    }
+
+    /// `berth network rm`: refused for the default network and while containers are on it.
+    /// Removes the bridge and the network's firewall rules.
+    pub fn remove(&self, name: &str) -> Result<NetworkConfig, NetError> {
+        if name == DEFAULT_NETWORK {
+            return Err(NetError::Predefined(name.to_owned()));
+        }
+        let _lock = self.lock()?;
+        let cfg = self
+            .load(name)?
+            .ok_or_else(|| NetError::NotFound(name.to_owned()))?;
+        let leases = self.leases()?;
+        let users: Vec<&str> = leases
+            .iter()
+            .filter(|l| l.network == name)
+            .map(|l| &l.container[..12.min(l.container.len())])
+            .collect();
+        if !users.is_empty() {
+            return Err(NetError::InUse {
+                network: name.to_owned(),
+                containers: users.join(", "),
+            });
+        }
+        let path = self.record_path(name);
+        std::fs::remove_file(&path).map_err(io("removing", &path))?;
+        let _ = std::fs::remove_dir(self.lease_dir(name));
+        Netlink::new()?.delete_link(&cfg.bridge)?;
+        if !leases.is_empty() {
+            // Other networks still hold containers: their rules stay, this one's go.
+            nft::apply(&nft::ruleset(&self.rules()?))?;
+        }
+        Ok(cfg)
+    }
+
+    /// Detaches container `id` from `network` only (`network disconnect`).
+    pub fn release_from(&self, id: &str, network: &str) -> Result<(), NetError> {
+        let _lock = self.lock()?;
+        let lease = self
+            .leases_of(id)?
+            .into_iter()
+            .find(|l| l.network == network)
+            .ok_or_else(|| NetError::NotConnected {
+                container: id.to_owned(),
+                network: network.to_owned(),
+            })?;
+        let mut nl = None;
+        let problems = self.undo_lease(&mut nl, &lease);
+        self.drop_table_if_unused();
+        match problems.into_iter().next() {
+            None => Ok(()),
+            Some(p) => Err(NetError::Teardown(p)),
+        }
     }
 }
 

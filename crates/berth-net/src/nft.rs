@@ -120,6 +120,17 @@ pub fn ruleset(nets: &[NetRules]) -> String {
         "ports",
         "dnat ip to meta l4proto . th dport map @ports_any",
     );
+    // Networks are isolated from each other (Docker's DOCKER-ISOLATION chains): nothing is
+    // forwarded from one Berth bridge to another.
+    for a in nets {
+        for b in nets.iter().filter(|b| b.bridge != a.bridge) {
+            rule(
+                &mut s,
+                "forward",
+                &format!("iifname \"{}\" oifname \"{}\" drop", a.bridge, b.bridge),
+            );
+        }
+    }
     for n in nets {
         let (br, sub) = (&n.bridge, n.subnet);
         // Connections to 127.0.0.1:PORT leave through the bridge (route_localnet) and get the
