@@ -1573,6 +1573,25 @@ fn published_tcp_and_udp_ports_answer_on_127_0_0_1_and_the_bridge_address() {
     holder.wait_with_output().unwrap();
 
     assert!(fx.berth(&["rm", "-f", "web"]).status.success());
+
+    // -P: every port the image exposes, on ephemeral host ports.
+    let tarball = fx.dir.path().join("rootfs.tar");
+    let out = fx.berth(&[
+        "import",
+        tarball.to_str().unwrap(),
+        "exposed:1",
+        "--change",
+        "EXPOSE 80 53/udp",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = fx.run(&["-d", "--name", "pub", "-P", "exposed:1", "sleep", "100"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ports = text(&fx.berth(&["port", "pub"]).stdout);
+    let lines: Vec<&str> = ports.lines().collect();
+    assert_eq!(lines.len(), 2, "{ports}");
+    assert!(lines[0].starts_with("53/udp -> 0.0.0.0:"), "{ports}");
+    assert!(lines[1].starts_with("80/tcp -> 0.0.0.0:"), "{ports}");
+    assert!(fx.berth(&["rm", "-f", "pub"]).status.success());
     fx.assert_no_leaks();
 }
 
