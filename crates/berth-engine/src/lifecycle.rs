@@ -217,6 +217,24 @@ fn is_mounted(path: &Path) -> bool {
     }
 }
 
+/// Removes the container's cgroup directories if they are still there and empty: a `berth`
+/// SIGKILLed inside the runtime's create, after the cgroup was made but before the runtime
+/// wrote its state, leaves them with nothing that would delete them. `rmdir` only removes an
+/// empty cgroup, so a live one is never touched.
+fn remove_empty_cgroup(path: &str) {
+    let rel = path.trim_start_matches('/');
+    if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+        return;
+    }
+    let base = Path::new("/sys/fs/cgroup");
+    let _ = std::fs::remove_dir(base.join(rel));
+    if let Ok(rd) = std::fs::read_dir(base) {
+        for e in rd.flatten() {
+            let _ = std::fs::remove_dir(e.path().join(rel));
+        }
+    }
+}
+
 fn id_seed(id: &str, attempt: u8) -> [u8; 4] {
     let b = id.as_bytes();
     [b[12] ^ attempt, b[13], b[14], b[15].wrapping_add(attempt)]
@@ -481,6 +499,7 @@ impl Engine {
             Ok(_) | Err(ops::delete::DeleteError::State(StateError::NotFound(_))) => {}
             Err(e) => problems.push(crate::exec::chain(&e)),
         }
+        remove_empty_cgroup(&rec.cgroup_path);
         problems.extend(self.network_down(&rec.id));
         match self.store() {
             Ok(store) => {
