@@ -232,6 +232,12 @@ pub struct RunArgs {
     /// DNS server for /etc/resolv.conf.
     #[arg(long)]
     dns: Vec<String>,
+    /// DNS search domain for /etc/resolv.conf.
+    #[arg(long)]
+    dns_search: Vec<String>,
+    /// DNS option for /etc/resolv.conf (e.g. ndots:2).
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    dns_option: Vec<String>,
     /// Logging driver: json-file (default) or none.
     #[arg(long)]
     log_driver: Option<String>,
@@ -638,6 +644,8 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         security_opts: a.security_opt.clone(),
         add_hosts: a.add_host.clone(),
         dns: a.dns.clone(),
+        dns_search: a.dns_search.clone(),
+        dns_options: a.dns_option.clone(),
     })
 }
 

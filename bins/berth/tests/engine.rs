@@ -1402,11 +1402,15 @@ fn bridge_gives_address_route_mac_and_outbound_nat() {
     let fx = Fixture::new();
     let out = fx.run(&[
         "--rm",
+        "--dns-search",
+        "a.test",
+        "--dns-option",
+        "ndots:2",
         "busybox",
         "sh",
         "-c",
         "busybox ip -4 -o addr show eth0; busybox ip route; cat /sys/class/net/eth0/address \
-         /sys/class/net/eth0/mtu; tail -n1 /etc/hosts",
+         /sys/class/net/eth0/mtu; tail -n1 /etc/hosts; cat /etc/resolv.conf",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let o = text(&out.stdout);
@@ -1427,6 +1431,15 @@ fn bridge_gives_address_route_mac_and_outbound_nat() {
         octets[0], octets[1], octets[2], octets[3]
     );
     assert!(o.contains(&format!("{mac}\n1500\n{ip}\t")), "{o}");
+    // The host's resolv.conf without loopback resolvers, with the flags' search and options.
+    assert!(
+        o.contains("search a.test\n") && o.contains("options ndots:2\n"),
+        "{o}"
+    );
+    assert!(
+        o.contains("nameserver ") && !o.contains("nameserver 127."),
+        "{o}"
+    );
     // The default subnet overlaps no route of the namespace berth runs in.
     let routes = fx.cmd("ip").args(["-4", "route"]).output().unwrap();
     assert!(

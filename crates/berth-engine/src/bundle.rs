@@ -163,6 +163,10 @@ pub struct RunOptions {
     pub add_hosts: Vec<String>,
     /// `--dns IP`.
     pub dns: Vec<String>,
+    /// `--dns-search DOMAIN`.
+    pub dns_search: Vec<String>,
+    /// `--dns-option OPTION`.
+    pub dns_options: Vec<String>,
 }
 
 /// `/etc/hosts` for the container: Docker's defaults, the host name, then `--add-host NAME:IP`.
@@ -183,15 +187,69 @@ pub fn hosts_file(hostname: &str, opts: &RunOptions) -> Result<String, BundleErr
     Ok(s)
 }
 
-/// `/etc/resolv.conf` from `--dns`, or `None` to leave the image's.
+/// `/etc/resolv.conf` for the container, or `None` to leave the image's (a joined network
+/// namespace without `--dns` flags): the host's, with `--dns`, `--dns-search` and
+/// `--dns-option` replacing its nameserver, search and options lines.
 pub fn resolv_conf(opts: &RunOptions) -> Result<Option<String>, BundleError> {
-    if opts.dns.is_empty() {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    resolv_conf_from(&host, opts)
+}
+
+/// [`resolv_conf`] from the host's file `host`. Outside the host's network namespace a
+/// loopback resolver (127.0.0.53 of systemd-resolved, a local dnsmasq) is unreachable, so
+/// those lines are dropped, and with none left Docker's fallback (8.8.8.8, 8.8.4.4) is used.
+pub fn resolv_conf_from(host: &str, opts: &RunOptions) -> Result<Option<String>, BundleError> {
+    let mode = opts.network.as_deref().unwrap_or("bridge");
+    let joined = mode.starts_with("container:");
+    let flags = !opts.dns.is_empty() || !opts.dns_search.is_empty() || !opts.dns_options.is_empty();
+    if joined && !flags {
         return Ok(None);
     }
-    let mut s = String::new();
+    let own_ns = mode != "host";
+    let mut servers = Vec::new();
     for d in &opts.dns {
         let ip: std::net::IpAddr = d.parse().map_err(|_| BundleError::Dns(d.clone()))?;
-        s.push_str(&format!("nameserver {ip}\n"));
+        servers.push(ip.to_string());
+    }
+    let mut search = opts.dns_search.join(" ");
+    let mut options = opts.dns_options.join(" ");
+    if servers.is_empty() {
+        for l in host.lines() {
+            let mut w = l.split_whitespace();
+            if w.next() == Some("nameserver") {
+                if let Some(ip) = w.next().and_then(|a| a.parse::<std::net::IpAddr>().ok()) {
+                    if !(own_ns && ip.is_loopback()) {
+                        servers.push(ip.to_string());
+                    }
+                }
+            }
+        }
+        if servers.is_empty() && own_ns {
+            servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+        }
+    }
+    let host_line = |key: &str| {
+        host.lines()
+            .filter_map(|l| l.strip_prefix(key))
+            .map(|r| r.trim().to_owned())
+            .next_back()
+            .unwrap_or_default()
+    };
+    if opts.dns_search.is_empty() {
+        search = host_line("search ");
+    }
+    if opts.dns_options.is_empty() {
+        options = host_line("options ");
+    }
+    let mut s = String::new();
+    if !search.is_empty() && search != "." {
+        s.push_str(&format!("search {search}\n"));
+    }
+    for n in &servers {
+        s.push_str(&format!("nameserver {n}\n"));
+    }
+    if !options.is_empty() {
+        s.push_str(&format!("options {options}\n"));
     }
     Ok(Some(s))
 }
@@ -1111,13 +1169,46 @@ mod tests {
         };
         let h = hosts_file("abc", &o).unwrap();
         assert!(h.contains("127.0.1.1\tabc\n10.0.0.2\tdb\n::1\tv6\n"), "{h}");
-        assert_eq!(resolv_conf(&o).unwrap().unwrap(), "nameserver 9.9.9.9\n");
+        let host = "# generated\nsearch corp.example\nnameserver 127.0.0.53\nnameserver 10.1.1.1\noptions edns0\n";
+        assert_eq!(
+            resolv_conf_from(host, &o).unwrap().unwrap(),
+            "search corp.example\nnameserver 9.9.9.9\noptions edns0\n"
+        );
+        // Loopback resolvers are unreachable from the container's namespace.
+        assert_eq!(
+            resolv_conf_from(host, &RunOptions::default())
+                .unwrap()
+                .unwrap(),
+            "search corp.example\nnameserver 10.1.1.1\noptions edns0\n"
+        );
+        assert_eq!(
+            resolv_conf_from("nameserver 127.0.0.1\n", &RunOptions::default())
+                .unwrap()
+                .unwrap(),
+            "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
+        let flags = RunOptions {
+            dns_search: vec!["a.test".into()],
+            dns_options: vec!["ndots:2".into()],
+            network: Some("host".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolv_conf_from("nameserver 127.0.0.53\n", &flags)
+                .unwrap()
+                .unwrap(),
+            "search a.test\nnameserver 127.0.0.53\noptions ndots:2\n"
+        );
+        let joined = RunOptions {
+            network: Some("container:db".into()),
+            ..Default::default()
+        };
+        assert!(resolv_conf_from(host, &joined).unwrap().is_none());
         let bad = RunOptions {
             add_hosts: vec!["nohost".into()],
             ..Default::default()
         };
         assert!(hosts_file("abc", &bad).is_err());
-        assert!(resolv_conf(&RunOptions::default()).unwrap().is_none());
     }
 
     #[test]
