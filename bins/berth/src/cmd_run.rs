@@ -172,9 +172,10 @@ pub struct RunArgs {
     /// Give extended privileges (all capabilities, no seccomp, no masked paths).
     #[arg(long)]
     privileged: bool,
-    /// bridge (the default), a network's name, none (loopback only), host or container:NAME.
+    /// bridge (the default), a network's name, none (loopback only), host or container:NAME;
+    /// repeated: several bridge networks (eth0, eth1...).
     #[arg(long, alias = "net")]
-    network: Option<String>,
+    network: Vec<String>,
     /// Publish a port: [hostIP:][hostPort[-end]:]containerPort[-end][/tcp|/udp|/sctp].
     #[arg(short, long)]
     publish: Vec<String>,
@@ -620,7 +621,8 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
-        network: a.network.clone(),
+        network: a.network.first().cloned(),
+        extra_networks: a.network.iter().skip(1).cloned().collect(),
         publish: a.publish.clone(),
         publish_all: a.publish_all,
         ip: a.ip.clone(),

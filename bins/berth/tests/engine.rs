@@ -1788,6 +1788,16 @@ fn user_networks_resolve_names_connect_disconnect_and_internal_blocks_nat() {
         "{}",
         text(&out.stderr)
     );
+    // Two networks at once: eth0 on the first (with the default route), eth1 on the second.
+    let out = fx.run(&[
+        "--rm", "--network", "appnet", "--network", "bridge", "busybox", "sh", "-c",
+        "ls /sys/class/net; busybox ip route | grep default; busybox ping -c1 -W2 db >/dev/null && echo db",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "eth0\neth1\nlo\ndefault via 10.99.0.254 dev eth0 \ndb\n"
+    );
 
     // connect and disconnect a running container on the default bridge.
     let out = fx.run(&["-d", "--name", "web", "busybox", "sleep", "100"]);

@@ -122,6 +122,8 @@ pub struct RunOptions {
     pub publish_all: bool,
     /// `--ip`: a static address on the network.
     pub ip: Option<String>,
+    /// Further `--network` flags: more bridge networks (`eth1`...).
+    pub extra_networks: Vec<String>,
     /// `--network-alias`: more names for the container on a user-defined network.
     pub network_aliases: Vec<String>,
     /// Absolute cgroup under which `<id>` is created (default `/berth`).

@@ -39,7 +39,7 @@ pub enum NetworkError {
     Alias(String),
     #[error("invalid --ip {0:?}: expected an IPv4 address")]
     Ip(String),
-    #[error("--ip needs a user-defined network or the default bridge, not --network {0}")]
+    #[error("this needs a bridge network (the default or a user-defined one), not --network {0}")]
     IpNeedsBridge(String),
     #[error("reading {path}")]
     Plan {
@@ -97,7 +97,7 @@ impl Engine {
                     .map_err(|_| NetworkError::Ip(s.clone()))?,
             ),
         };
-        if ip.is_some() && !bridged {
+        if (ip.is_some() || !opts.extra_networks.is_empty()) && !bridged {
             return Err(NetworkError::IpNeedsBridge(mode.to_owned()));
         }
         if !bridged {
@@ -115,6 +115,20 @@ impl Engine {
             }
         }
         plan.networks.push(mode.to_owned());
+        for n in &opts.extra_networks {
+            if !owns_namespace(n) || n == "none" || !crate::bundle::valid_network_name(n) {
+                return Err(NetworkError::IpNeedsBridge(n.clone()));
+            }
+            let extra = self.networks()?.get(n)?;
+            if plan.networks.contains(&extra.name) {
+                return Err(NetError::AlreadyConnected {
+                    container: opts.name.clone().unwrap_or_default(),
+                    network: extra.name,
+                }
+                .into());
+            }
+            plan.networks.push(extra.name);
+        }
         plan.ip = ip;
         for a in &opts.network_aliases {
             if !berth_net::bridge::valid_hostname(a) {
