@@ -1448,6 +1448,42 @@ fn bridge_gives_address_route_mac_and_outbound_nat() {
         text(&routes.stdout)
     );
 
+    // A restarted container's hosts file names its current address, once.
+    assert!(fx
+        .run(&["-d", "--name", "again", "busybox", "sleep", "100"])
+        .status
+        .success());
+    let addr = |name: &str| {
+        let o = text(
+            &fx.berth(&[
+                "exec", name, "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+            ])
+            .stdout,
+        );
+        o.split_whitespace()
+            .nth(3)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let before = addr("again");
+    assert!(fx.berth(&["stop", "-t", "0", "again"]).status.success());
+    // "blocker" takes the freed address, so the restart gets another one.
+    assert!(fx
+        .run(&["-d", "--name", "blocker", "busybox", "sleep", "100"])
+        .status
+        .success());
+    assert_eq!(addr("blocker"), before);
+    assert!(fx.berth(&["start", "again"]).status.success());
+    let now = addr("again");
+    assert_ne!(now, before);
+    let hosts = text(&fx.berth(&["exec", "again", "cat", "/etc/hosts"]).stdout);
+    assert_eq!(hosts.matches("berth-net").count(), 1, "{hosts}");
+    assert!(hosts.contains(&format!("{now}\t")), "{hosts}");
+    assert!(fx.berth(&["rm", "-f", "again", "blocker"]).status.success());
+
     // Outbound NAT: the remote sees the fixture namespace's address, not the container's.
     let remote = Remote::new(&fx);
     let server = tcp_peer_printer(remote.cmd("python3"), "192.0.2.2", 7000);

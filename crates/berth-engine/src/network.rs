@@ -214,10 +214,10 @@ impl Engine {
         }
         match self.attach_all(rec, &plan, &ns) {
             Ok(atts) => {
-                // The container's own name resolves to its address (Docker's /etc/hosts).
-                if let Some(a) = atts.first() {
-                    self.add_hosts_line(&rec.id, &format!("{}\t{}\n", a.ip, rec.hostname));
-                }
+                // The container's own name resolves to its address (Docker's /etc/hosts),
+                // replacing what an earlier run of it wrote.
+                let leases = self.networks().and_then(|n| n.leases()).unwrap_or_default();
+                self.rewrite_hosts(&leases, &[&rec.id]);
                 for a in &atts {
                     self.refresh_hosts(&a.network);
                 }
@@ -266,18 +266,6 @@ impl Engine {
             out.push(a);
         }
         Ok(out)
-    }
-
-    /// Rewrites the container's hosts file in place (it is bind-mounted by inode) with `line`
-    /// added. Best effort: the container runs without it.
-    fn add_hosts_line(&self, id: &str, line: &str) {
-        let p = self.records.dir(id).join("hosts");
-        if let Ok(mut s) = std::fs::read_to_string(&p) {
-            if !s.contains(line) {
-                s.push_str(line);
-                let _ = std::fs::write(&p, s);
-            }
-        }
     }
 
     /// Releases every address, veth and published port of container `id`. Idempotent and
@@ -329,7 +317,17 @@ impl Engine {
                 .filter(|l| l.container == id && l.network != DEFAULT_MODE)
                 .map(|l| l.network.as_str())
                 .collect();
+            // Its own address first (the first network it was attached to), then its peers.
             let mut lines = String::new();
+            if let (Some(own), Ok(rec)) = (
+                leases
+                    .iter()
+                    .filter(|l| l.container == id)
+                    .min_by_key(|l| (l.host_ifname.len(), l.host_ifname.clone())),
+                self.records.load(id),
+            ) {
+                lines.push_str(&format!("{}\t{} # berth-net\n", own.ip, rec.hostname));
+            }
             for peer in leases
                 .iter()
                 .filter(|l| l.container != id && my_nets.contains(&l.network.as_str()))
