@@ -24,6 +24,9 @@ pub enum NetworkCmd {
         /// Gateway address (default: the subnet's first host).
         #[arg(long)]
         gateway: Option<String>,
+        /// Allocate dynamic addresses from this sub-range of the subnet.
+        #[arg(long)]
+        ip_range: Option<String>,
         /// No route to the outside (no NAT, forwarding dropped).
         #[arg(long)]
         internal: bool,
@@ -94,7 +97,11 @@ fn inspect_json(e: &Engine, n: &NetworkConfig) -> Value {
         "Scope": "local",
         "Driver": n.driver,
         "EnableIPv6": false,
-        "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()}]},
+        "IPAM": {"Driver": "default", "Config": [{
+            "Subnet": n.subnet.to_string(),
+            "Gateway": n.gateway.to_string(),
+            "IPRange": n.ip_range.map(|r| r.to_string()).unwrap_or_default(),
+        }]},
         "Internal": n.internal,
         "Containers": containers,
         "Options": {"com.docker.network.bridge.name": n.bridge, "com.docker.network.driver.mtu": n.mtu.to_string()},
@@ -110,6 +117,7 @@ pub fn run(e: &Engine, cmd: NetworkCmd) -> Result<u8, Box<dyn std::error::Error>
             driver,
             subnet,
             gateway,
+            ip_range,
             internal,
             label,
         } => {
@@ -125,9 +133,10 @@ pub fn run(e: &Engine, cmd: NetworkCmd) -> Result<u8, Box<dyn std::error::Error>
                         .map_err(|_| format!("invalid --gateway {g:?}: expected an IPv4 address"))
                 })
                 .transpose()?;
-            if gateway.is_some() && subnet.is_none() {
-                return Err("--gateway needs --subnet".into());
+            if (gateway.is_some() || ip_range.is_some()) && subnet.is_none() {
+                return Err("--gateway and --ip-range need --subnet".into());
             }
+            let ip_range = ip_range.map(|s| s.parse::<Subnet>()).transpose()?;
             let labels: BTreeMap<String, String> = label
                 .iter()
                 .map(|l| {
@@ -139,6 +148,7 @@ pub fn run(e: &Engine, cmd: NetworkCmd) -> Result<u8, Box<dyn std::error::Error>
                 &name,
                 &CreateOptions {
                     subnet,
+                    ip_range,
                     gateway,
                     internal,
                     labels,

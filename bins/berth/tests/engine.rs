@@ -1763,6 +1763,46 @@ fn user_networks_resolve_names_connect_disconnect_and_internal_blocks_nat() {
             text(&out.stderr)
         );
     }
+    // --ip-range: dynamic addresses from the range only; a range outside the subnet refused.
+    ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.98.0.0/24",
+        "--ip-range",
+        "10.98.0.128/28",
+        "ranged",
+    ]);
+    let out = fx.run(&[
+        "--rm",
+        "--network",
+        "ranged",
+        "busybox",
+        "sh",
+        "-c",
+        "busybox ip -4 -o addr show eth0 | busybox awk '{print $4}'",
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        "10.98.0.129/24\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let out = fx.berth(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.97.0.0/24",
+        "--ip-range",
+        "10.96.0.0/28",
+        "x3",
+    ]);
+    assert!(
+        text(&out.stderr).contains("invalid --ip-range"),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(&["network", "rm", "ranged"]);
     let ls = ok(&["network", "ls"]);
     assert!(
         ls.contains(" appnet ") && ls.contains(" bridge ") && !ls.contains("x1"),

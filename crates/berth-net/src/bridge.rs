@@ -48,6 +48,9 @@ pub struct NetworkConfig {
     pub gateway: Ipv4Addr,
     pub internal: bool,
     pub mtu: u32,
+    /// `--ip-range`: where dynamic addresses come from (the whole subnet when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Subnet>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub created: i64,
@@ -146,6 +149,8 @@ pub enum NetError {
     Overlap { subnet: Subnet, what: String },
     #[error("invalid gateway {gateway}: it must be a host address of subnet {subnet}")]
     Gateway { gateway: Ipv4Addr, subnet: Subnet },
+    #[error("invalid --ip-range {range}: it must lie within subnet {subnet}")]
+    IpRange { range: Subnet, subnet: Subnet },
     #[error("no free subnet for network {0}: give one with --subnet")]
     NoSubnet(String),
     #[error("container {container} is not connected to network {network}")]
@@ -312,6 +317,7 @@ impl Networks {
             subnet,
             internal: false,
             mtu: DEFAULT_MTU,
+            ip_range: None,
             labels: BTreeMap::new(),
             created: now_secs(),
         };
@@ -491,9 +497,10 @@ impl Networks {
                 ip
             }
             None => cfg
-                .subnet
+                .ip_range
+                .unwrap_or(cfg.subnet)
                 .hosts()
-                .find(|a| *a != cfg.gateway && !used.contains(a))
+                .find(|a| cfg.subnet.contains(*a) && *a != cfg.gateway && !used.contains(a))
                 .ok_or_else(|| NetError::Exhausted {
                     network: cfg.name.clone(),
                     subnet: cfg.subnet,
@@ -618,6 +625,7 @@ impl Networks {
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
     pub subnet: Option<Subnet>,
+    pub ip_range: Option<Subnet>,
     pub gateway: Option<Ipv4Addr>,
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
@@ -686,6 +694,11 @@ impl Networks {
         if !subnet.contains(gateway) || gateway == subnet.addr || gateway == subnet.broadcast() {
             return Err(NetError::Gateway { gateway, subnet });
         }
+        if let Some(r) = opts.ip_range {
+            if !(subnet.contains(r.addr) && r.prefix >= subnet.prefix) {
+                return Err(NetError::IpRange { range: r, subnet });
+            }
+        }
         let id = network_id(name);
         let cfg = NetworkConfig {
             name: name.to_owned(),
@@ -696,6 +709,7 @@ impl Networks {
             gateway,
             internal: opts.internal,
             mtu: DEFAULT_MTU,
+            ip_range: opts.ip_range,
             labels: opts.labels.clone(),
             created: now_secs(),
         };
