@@ -1097,7 +1097,8 @@ fn sigkill_of_berth_at_any_step_leaves_a_state_rm_cleans() {
             .arg("--root")
             .arg(fx.root())
             .args(["run", "--rm", "--cgroup-parent", &fx.cgroup_parent])
-            .args(["busybox", "sleep", "1000"])
+            // A published port: its map element must go with the lease too.
+            .args(["-p", "127.0.0.1::80", "busybox", "sleep", "1000"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
