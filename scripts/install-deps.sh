@@ -12,7 +12,7 @@ pkgs=(
   # images: a real registry and daemonless image tools
   docker-registry skopeo umoci openssl
   # networking tools used by tests
-  iproute2 nftables iptables
+  iproute2 nftables iptables python3
   # the cgroup v2 / AppArmor VM (../shared/vm) and misc tools
   qemu-system-x86 xz-utils jq util-linux procps file
 )

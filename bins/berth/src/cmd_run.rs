@@ -75,6 +75,14 @@ pub enum EngineCmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// List a container's published ports, or the host address of one (PORT[/PROTO]).
+    Port {
+        container: String,
+        private_port: Option<String>,
+    },
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(crate::cmd_network::NetworkCmd),
     /// Manage containers.
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -178,12 +186,22 @@ pub struct RunArgs {
     /// Give extended privileges (all capabilities, no seccomp, no masked paths).
     #[arg(long)]
     privileged: bool,
-    /// none (default: loopback only) or host.
+    /// bridge (the default), a network's name, none (loopback only), host or container:NAME;
+    /// repeated: several bridge networks (eth0, eth1...).
     #[arg(long, alias = "net")]
-    network: Option<String>,
-    /// Publish ports (not supported yet).
+    network: Vec<String>,
+    /// Publish a port: [hostIP:][hostPort[-end]:]containerPort[-end][/tcp|/udp|/sctp].
     #[arg(short, long)]
     publish: Vec<String>,
+    /// Publish every port the image exposes on an ephemeral host port.
+    #[arg(short = 'P', long)]
+    publish_all: bool,
+    /// A static IPv4 address on the network.
+    #[arg(long)]
+    ip: Option<String>,
+    /// Another name for the container on a user-defined network.
+    #[arg(long = "network-alias", alias = "net-alias")]
+    network_alias: Vec<String>,
     /// Absolute cgroup under which the container's cgroup is created (default /berth).
     #[arg(long)]
     cgroup_parent: Option<String>,
@@ -238,6 +256,12 @@ pub struct RunArgs {
     /// os/arch[/variant] of the image: selects the manifest on pull, refuses another local one.
     #[arg(long)]
     platform: Option<String>,
+    /// DNS search domain for /etc/resolv.conf.
+    #[arg(long)]
+    dns_search: Vec<String>,
+    /// DNS option for /etc/resolv.conf (e.g. ndots:2).
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    dns_option: Vec<String>,
     /// Logging driver: json-file (default) or none.
     #[arg(long)]
     log_driver: Option<String>,
@@ -583,6 +607,11 @@ fn run(
             })
         }
         EngineCmd::Top { container, ps_args } => cmd_top(&e, &container, &ps_args),
+        EngineCmd::Network(c) => crate::cmd_network::run(&e, c),
+        EngineCmd::Port {
+            container,
+            private_port,
+        } => cmd_port(&e, &container, private_port.as_deref()),
         EngineCmd::Container(ContainerCmd::Prune { force: _ }) => {
             let removed = e.prune()?;
             if !removed.is_empty() {
@@ -693,8 +722,12 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
-        network: a.network.clone(),
+        network: a.network.first().cloned(),
+        extra_networks: a.network.iter().skip(1).cloned().collect(),
         publish: a.publish.clone(),
+        publish_all: a.publish_all,
+        ip: a.ip.clone(),
+        network_aliases: a.network_alias.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
         pid: a.pid.clone(),
         ipc: a.ipc.clone(),
@@ -718,6 +751,8 @@ fn run_options(a: &RunArgs) -> Result<RunOptions, Box<dyn std::error::Error>> {
         userns: a.userns.clone(),
         platform: a.platform.clone(),
         init: a.init,
+        dns_search: a.dns_search.clone(),
+        dns_options: a.dns_option.clone(),
     })
 }
 
@@ -1263,7 +1298,12 @@ fn cmd_inspect(e: &Engine, a: InspectArgs) -> Result<u8, Box<dyn std::error::Err
     let mut failed = false;
     for c in &a.containers {
         match e.find(c) {
-            Ok(r) => out.push(inspect_json(&e.reconcile(r))),
+            Ok(r) => {
+                let r = e.reconcile(r);
+                let mut v = inspect_json(&r);
+                v["NetworkSettings"] = network_settings(e, &r.id);
+                out.push(v);
+            }
             Err(err) => {
                 eprintln!("berth: {}", chain(&err));
                 failed = true;
@@ -1279,4 +1319,90 @@ fn cmd_inspect(e: &Engine, a: InspectArgs) -> Result<u8, Box<dyn std::error::Err
         None => println!("{}", serde_json::to_string_pretty(&Value::Array(out))?),
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// `berth port`: Docker's `80/tcp -> 0.0.0.0:8080` lines, or the host addresses of one port.
+fn cmd_port(
+    e: &Engine,
+    container: &str,
+    private: Option<&str>,
+) -> Result<u8, Box<dyn std::error::Error>> {
+    let mut maps = e.ports(container)?;
+    maps.sort_by_key(|m| (m.container_port, m.proto.clone(), m.host_port));
+    let host = |m: &berth_engine::berth_net::nft::PortMap| {
+        format!(
+            "{}:{}",
+            m.host_ip
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "0.0.0.0".into()),
+            m.host_port
+        )
+    };
+    match private {
+        None => {
+            for m in &maps {
+                println!("{}/{} -> {}", m.container_port, m.proto, host(m));
+            }
+            Ok(0)
+        }
+        Some(p) => {
+            let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("invalid port {p:?}: expected PORT[/PROTO]"))?;
+            let hits: Vec<_> = maps
+                .iter()
+                .filter(|m| m.container_port == port && m.proto == proto)
+                .collect();
+            if hits.is_empty() {
+                return Err(
+                    format!("no public port '{port}/{proto}' published for {container}").into(),
+                );
+            }
+            for m in hits {
+                println!("{}", host(m));
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Docker's `NetworkSettings`: the addresses and published ports a running container holds.
+fn network_settings(e: &Engine, id: &str) -> Value {
+    let leases = e.attachments(id);
+    let mut networks = serde_json::Map::new();
+    let mut ports = serde_json::Map::new();
+    for l in &leases {
+        let cfg = e.networks().and_then(|n| n.get(&l.network)).ok();
+        networks.insert(
+            l.network.clone(),
+            json!({
+                "IPAddress": l.ip.to_string(),
+                "IPPrefixLen": cfg.as_ref().map(|c| c.subnet.prefix).unwrap_or(0),
+                "Gateway": cfg.as_ref().map(|c| c.gateway.to_string()).unwrap_or_default(),
+                "MacAddress": berth_engine::berth_net::bridge::mac_string(
+                    berth_engine::berth_net::bridge::mac_for(l.ip)
+                ),
+                "NetworkID": cfg.as_ref().map(|c| c.id.clone()).unwrap_or_default(),
+            }),
+        );
+        for p in &l.ports {
+            let key = format!("{}/{}", p.container_port, p.proto);
+            let entry = ports.entry(key).or_insert_with(|| json!([]));
+            if let Some(a) = entry.as_array_mut() {
+                a.push(json!({
+                    "HostIp": p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()),
+                    "HostPort": p.host_port.to_string(),
+                }));
+            }
+        }
+    }
+    let first = networks.values().next().cloned().unwrap_or(json!({}));
+    json!({
+        "IPAddress": first["IPAddress"].as_str().unwrap_or(""),
+        "Gateway": first["Gateway"].as_str().unwrap_or(""),
+        "MacAddress": first["MacAddress"].as_str().unwrap_or(""),
+        "Ports": ports,
+        "Networks": networks,
+    })
 }

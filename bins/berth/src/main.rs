@@ -6,6 +6,7 @@
 
 mod cmd_fs;
 mod cmd_isolation;
+mod cmd_network;
 mod cmd_observe;
 mod cmd_run;
 mod cmd_system;

@@ -217,8 +217,31 @@ fn failing_runs_exit_like_docker_and_leave_nothing() {
     let out = fx.run(&["--rm", "--memory", "12zz", "busybox", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(text(&out.stderr).contains("12zz"));
-    let out = fx.run(&["--rm", "-p", "8080:80", "busybox", "true"]);
-    assert!(text(&out.stderr).contains("not supported yet"));
+    // Bad network input: a clear error naming it, 125, nothing left (checked below).
+    for (args, says) in [
+        (&["-p", "99999:80"][..], "invalid port specification"),
+        (
+            &["-p", "80:80", "--network", "none"][..],
+            "conflicting options",
+        ),
+        (
+            &["--network", "nosuchnet"][..],
+            "network nosuchnet not found",
+        ),
+        (&["--ip", "10.0.0.300"][..], "invalid --ip"),
+        (&["--ip", "192.0.2.9"][..], "is not in the subnet"),
+    ] {
+        let mut all = vec!["--rm"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["busybox", "true"]);
+        let out = fx.run(&all);
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
     fx.assert_no_leaks();
 }
 
@@ -340,7 +363,8 @@ fn tty_run_gets_a_pty() {
     }
     let fx = Fixture::new();
     let cmd = format!(
-        "{BERTH} --root {} run --rm -t --cgroup-parent {} busybox sh -c 'tty; echo $TERM; exit 4'",
+        "nsenter --net={} {BERTH} --root {} run --rm -t --cgroup-parent {} busybox sh -c 'tty; echo $TERM; exit 4'",
+        fx.netns.as_ref().unwrap().display(),
         fx.root().display(),
         fx.cgroup_parent
     );
@@ -368,7 +392,8 @@ fn run_pulls_a_missing_image_from_a_local_registry() {
     let reg = common::Registry::start(common::Auth::None, false);
     let client = reg.client(&berth_image::registry::RegistryOptions::default());
     common::push_image(&client, "bb", "1", "amd64", &[&common::base_layer()], false);
-    let fx = Fixture::new();
+    // The registry listens on the test's own 127.0.0.1.
+    let fx = Fixture::in_host_netns();
     let image = format!("{}/bb:1", reg.host());
     // The pushed image's Cmd is /bin/sh; its layer has /bin/busybox and /etc/motd.
     let out = fx.run(&["--rm", &image, "/bin/busybox", "cat", "/etc/motd"]);
@@ -408,8 +433,9 @@ fn joining_another_containers_namespaces_and_host_modes() {
     let db_net = fx.berth(&["exec", "db", "readlink", "/proc/self/ns/net"]);
     let db_net = text(&db_net.stdout).trim().to_owned();
     assert!(db_net.starts_with("net:["), "{db_net}");
-    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
-    assert_ne!(db_net, host_net.to_str().unwrap());
+    // "host" is the namespace berth runs in: the fixture's.
+    let host_net = fx.netns_link();
+    assert_ne!(db_net, host_net);
 
     // Same network namespace, and with --pid container:db the same PID 1.
     let out = fx.run(&[
@@ -440,10 +466,7 @@ fn joining_another_containers_namespaces_and_host_modes() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let host_name = text(&Command::new("hostname").output().unwrap().stdout);
-    assert_eq!(
-        text(&out.stdout),
-        format!("{}\n{}", host_net.display(), host_name)
-    );
+    assert_eq!(text(&out.stdout), format!("{host_net}\n{host_name}"));
 
     let st = fx.berth(&[
         "inspect",
@@ -758,11 +781,13 @@ fn sigkill_of_berth_at_any_step_leaves_a_state_rm_cleans() {
     let fx = Fixture::new();
     // Killed at increasing delays: before, during and after create and start.
     for delay_ms in [0u64, 1, 2, 4, 7, 10, 15, 20, 30, 50, 80] {
-        let mut child = Command::new(BERTH)
+        let mut child = fx
+            .cmd(BERTH)
             .arg("--root")
             .arg(fx.root())
             .args(["run", "--rm", "--cgroup-parent", &fx.cgroup_parent])
-            .args(["busybox", "sleep", "1000"])
+            // A published port: its map element must go with the lease too.
+            .args(["-p", "127.0.0.1::80", "busybox", "sleep", "1000"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -909,7 +934,8 @@ fn foreground_run_forwards_signals_to_the_container() {
     }
     use std::io::{BufRead, Read};
     let fx = Fixture::new();
-    let mut child = Command::new(BERTH)
+    let mut child = fx
+        .cmd(BERTH)
         .arg("--root")
         .arg(fx.root())
         .args([
@@ -1035,7 +1061,11 @@ impl Term {
 impl Fixture {
     /// The shell command line of `berth ARGS` for this fixture (for `script`).
     fn line(&self, args: &str) -> String {
-        format!("{BERTH} --root {} {args}", self.root().display())
+        let ns = match &self.netns {
+            Some(ns) => format!("nsenter --net={} ", ns.display()),
+            None => String::new(),
+        };
+        format!("{ns}{BERTH} --root {} {args}", self.root().display())
     }
 
     fn status_of(&self, id: &str) -> String {
@@ -1152,7 +1182,8 @@ fn attach_without_a_tty_streams_stdin_stdout_stderr_and_proxies_signals() {
         "read x; echo got-$x; echo to-stderr >&2; exit 3",
     ]);
     let id = text(&out.stdout).trim().to_owned();
-    let mut child = Command::new(BERTH)
+    let mut child = fx
+        .cmd(BERTH)
         .arg("--root")
         .arg(fx.root())
         .args(["attach", &id])
@@ -1180,7 +1211,7 @@ fn attach_without_a_tty_streams_stdin_stdout_stderr_and_proxies_signals() {
     ]);
     let id = text(&out.stdout).trim().to_owned();
     let attach = |extra: &[&str]| {
-        Command::new(BERTH)
+        fx.cmd(BERTH)
             .arg("--root")
             .arg(fx.root())
             .arg("attach")
@@ -1321,7 +1352,7 @@ fn static_berth_init() -> PathBuf {
 impl Fixture {
     /// `berth ARGS` with `BERTH_INIT_PATH` set to `init`.
     fn berth_with_init(&self, init: &Path, args: &[&str]) -> Output {
-        Command::new(BERTH)
+        self.cmd(BERTH)
             .arg("--root")
             .arg(self.root())
             .args(args)
@@ -1593,6 +1624,364 @@ fn init_on_a_terminal_leaves_ctrl_c_to_the_shells_foreground_job() {
 }
 
 #[test]
+fn network_none_has_loopback_up() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    // IFF_UP|IFF_LOOPBACK: 0x9 (the container mounts its own /sys, in its own namespace).
+    let out = fx.run(&[
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/class/net/lo/flags; ls /sys/class/net",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "0x9\nlo\n");
+    fx.assert_no_leaks();
+}
+
+/// A process in a network namespace of its own (`unshare --net sleep`), killed by PID on drop:
+/// a "remote" host for NAT tests, wired to the fixture's namespace by a veth.
+struct Remote {
+    child: std::process::Child,
+}
+
+impl Remote {
+    /// A remote at 192.0.2.2/24 (TEST-NET-1, never routed), reached from the fixture's
+    /// namespace through veth `rmt0` (192.0.2.1).
+    fn new(fx: &Fixture) -> Self {
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "300"])
+            .spawn()
+            .unwrap();
+        let r = Self { child };
+        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+        while std::fs::read_link(r.ns()).ok().is_none_or(|l| l == own) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let pid = r.child.id().to_string();
+        for args in [
+            &[
+                "link", "add", "rmt0", "type", "veth", "peer", "name", "rmt1",
+            ][..],
+            &["link", "set", "rmt1", "netns", &pid],
+            &["addr", "add", "192.0.2.1/24", "dev", "rmt0"],
+            &["link", "set", "rmt0", "up"],
+        ] {
+            let st = fx.cmd("ip").args(args).status().unwrap();
+            assert!(st.success(), "ip {args:?}");
+        }
+        for args in [
+            &["addr", "add", "192.0.2.2/24", "dev", "rmt1"][..],
+            &["link", "set", "rmt1", "up"],
+            &["link", "set", "lo", "up"],
+        ] {
+            let st = r.cmd("ip").args(args).status().unwrap();
+            assert!(st.success(), "ip {args:?}");
+        }
+        r
+    }
+
+    fn ns(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/net", self.child.id()))
+    }
+
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.ns().display())).arg(program);
+        c
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A one-shot TCP server on `addr:port` run by python3 in `cmd`'s namespace: prints the
+/// peer's address, answers "pong".
+fn tcp_peer_printer(mut cmd: Command, addr: &str, port: u16) -> std::process::Child {
+    let script = format!(
+        "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{addr}', {port})); s.listen(1); print('listening', flush=True)\n\
+         c, a = s.accept(); c.sendall(b'pong'); c.close(); print(a[0], flush=True)\n"
+    );
+    let mut child = cmd
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "listening");
+    child
+}
+
+#[test]
+fn bridge_gives_address_route_mac_and_outbound_nat() {
+    if !prerequisites() {
+        return;
+    }
+    if !Path::new("/usr/bin/python3").exists() {
+        eprintln!("skipping: needs /usr/bin/python3 for the remote host");
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&[
+        "--rm",
+        "--dns-search",
+        "a.test",
+        "--dns-option",
+        "ndots:2",
+        "busybox",
+        "sh",
+        "-c",
+        "busybox ip -4 -o addr show eth0; busybox ip route; cat /sys/class/net/eth0/address \
+         /sys/class/net/eth0/mtu; tail -n1 /etc/hosts; cat /etc/resolv.conf",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    let ip = o
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let octets: Vec<u8> = ip.split('.').map(|x| x.parse().unwrap()).collect();
+    let gw = format!("{}.{}.{}.1", octets[0], octets[1], octets[2]);
+    assert!(o.contains(&format!("default via {gw} dev eth0")), "{o}");
+    let mac = format!(
+        "02:42:{:02x}:{:02x}:{:02x}:{:02x}",
+        octets[0], octets[1], octets[2], octets[3]
+    );
+    assert!(o.contains(&format!("{mac}\n1500\n{ip}\t")), "{o}");
+    // The host's resolv.conf without loopback resolvers, with the flags' search and options.
+    assert!(
+        o.contains("search a.test\n") && o.contains("options ndots:2\n"),
+        "{o}"
+    );
+    assert!(
+        o.contains("nameserver ") && !o.contains("nameserver 127."),
+        "{o}"
+    );
+    // The default subnet overlaps no route of the namespace berth runs in.
+    let routes = fx.cmd("ip").args(["-4", "route"]).output().unwrap();
+    assert!(
+        text(&routes.stdout).contains("berth0"),
+        "{}",
+        text(&routes.stdout)
+    );
+
+    // A restarted container's hosts file names its current address, once.
+    assert!(fx
+        .run(&["-d", "--name", "again", "busybox", "sleep", "100"])
+        .status
+        .success());
+    let addr = |name: &str| {
+        let o = text(
+            &fx.berth(&[
+                "exec", name, "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+            ])
+            .stdout,
+        );
+        o.split_whitespace()
+            .nth(3)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let before = addr("again");
+    assert!(fx.berth(&["stop", "-t", "0", "again"]).status.success());
+    // "blocker" takes the freed address, so the restart gets another one.
+    assert!(fx
+        .run(&["-d", "--name", "blocker", "busybox", "sleep", "100"])
+        .status
+        .success());
+    assert_eq!(addr("blocker"), before);
+    assert!(fx.berth(&["start", "again"]).status.success());
+    let now = addr("again");
+    assert_ne!(now, before);
+    let hosts = text(&fx.berth(&["exec", "again", "cat", "/etc/hosts"]).stdout);
+    assert_eq!(hosts.matches("berth-net").count(), 1, "{hosts}");
+    assert!(hosts.contains(&format!("{now}\t")), "{hosts}");
+    assert!(fx.berth(&["rm", "-f", "again", "blocker"]).status.success());
+
+    // Outbound NAT: the remote sees the fixture namespace's address, not the container's.
+    let remote = Remote::new(&fx);
+    let server = tcp_peer_printer(remote.cmd("python3"), "192.0.2.2", 7000);
+    let out = fx.run(&[
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "busybox nc 192.0.2.2 7000 </dev/null",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "pong");
+    let seen = server.wait_with_output().unwrap();
+    assert_eq!(text(&seen.stdout).trim(), "192.0.2.1");
+    let rules = fx
+        .cmd("nft")
+        .args(["list", "table", "ip", "berth"])
+        .output();
+    // The table is gone with the last container.
+    assert!(!rules.unwrap().status.success());
+    drop(remote);
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn published_tcp_and_udp_ports_answer_on_127_0_0_1_and_the_bridge_address() {
+    if !prerequisites() {
+        return;
+    }
+    if !Path::new("/usr/bin/python3").exists() {
+        eprintln!("skipping: needs /usr/bin/python3 (a UDP server in the container)");
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8080:80",
+        "-p",
+        "127.0.0.1::81",
+        "-p",
+        "127.0.0.1:9090:90/udp",
+        "-p",
+        "7001-7002:81-82",
+        // The host's python, read-only, for a UDP echo server busybox lacks.
+        "-v",
+        "/usr:/usr:ro",
+        "-v",
+        "/usr/lib:/lib:ro",
+        "-v",
+        "/usr/lib64:/lib64:ro",
+        "busybox",
+        "/usr/bin/python3",
+        "-c",
+        "import socket, threading\n\
+         def tcp(p, msg):\n\
+         \x20   s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         \x20   s.bind(('0.0.0.0', p)); s.listen(8)\n\
+         \x20   while True:\n\
+         \x20       c, a = s.accept(); c.sendall(msg); c.close()\n\
+         for p, m in [(80, b'http'), (81, b'eighty-one'), (82, b'eighty-two')]:\n\
+         \x20   threading.Thread(target=tcp, args=(p, m), daemon=True).start()\n\
+         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('0.0.0.0', 90))\n\
+         while True:\n\
+         \x20   d, a = u.recvfrom(100); u.sendto(b'echo:' + d, a)\n",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ports = text(&fx.berth(&["port", "web"]).stdout);
+    let eph: u16 = ports
+        .lines()
+        .find(|l| l.starts_with("81/tcp -> 127.0.0.1:"))
+        .unwrap_or_else(|| panic!("{ports}"))
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ports.contains("80/tcp -> 0.0.0.0:8080\n"), "{ports}");
+    assert!(ports.contains("90/udp -> 127.0.0.1:9090\n"), "{ports}");
+    assert!(ports.contains("82/tcp -> 0.0.0.0:7002\n"), "{ports}");
+    let one = fx.berth(&["port", "web", "90/udp"]);
+    assert_eq!(text(&one.stdout), "127.0.0.1:9090\n");
+    let ip = text(
+        &fx.berth(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"])
+            .stdout,
+    )
+    .trim()
+    .to_owned();
+    let gw = format!("{}.1", ip.rsplit_once('.').unwrap().0);
+    // From the namespace berth runs in ("the host"): 127.0.0.1 and the bridge's address.
+    let client = |addr: &str, port: u16, udp: bool| {
+        let script = if udp {
+            format!(
+                "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)\n\
+                 s.sendto(b'hi', ('{addr}', {port})); print(s.recvfrom(100)[0].decode(), end='')"
+            )
+        } else {
+            format!(
+                "import socket, time\nfor i in range(50):\n\
+                 \x20   try:\n\
+                 \x20       s = socket.create_connection(('{addr}', {port}), 3); break\n\
+                 \x20   except OSError: time.sleep(0.1)\n\
+                 print(s.recv(100).decode(), end='')"
+            )
+        };
+        let out = fx.cmd("python3").args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{addr}:{port}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(client("127.0.0.1", 8080, false), "http");
+    assert_eq!(client(&gw, 8080, false), "http");
+    assert_eq!(client("127.0.0.1", eph, false), "eighty-one");
+    assert_eq!(client("127.0.0.1", 7001, false), "eighty-one");
+    assert_eq!(client("127.0.0.1", 7002, false), "eighty-two");
+    assert_eq!(client("127.0.0.1", 9090, true), "echo:hi");
+
+    // A host port taken by another container, or by a process of the host: refused, 125.
+    let out = fx.run(&["--rm", "-p", "8080:80", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("host port 8080/tcp on 0.0.0.0 is already in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    let holder = tcp_peer_printer(fx.cmd("python3"), "127.0.0.1", 7500);
+    let out = fx.run(&["--rm", "-p", "127.0.0.1:7500:80", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("by a process of this host"),
+        "{}",
+        text(&out.stderr)
+    );
+    client("127.0.0.1", 7500, false);
+    holder.wait_with_output().unwrap();
+
+    assert!(fx.berth(&["rm", "-f", "web"]).status.success());
+
+    // -P: every port the image exposes, on ephemeral host ports.
+    let tarball = fx.dir.path().join("rootfs.tar");
+    let out = fx.berth(&[
+        "import",
+        tarball.to_str().unwrap(),
+        "exposed:1",
+        "--change",
+        "EXPOSE 80 53/udp",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = fx.run(&["-d", "--name", "pub", "-P", "exposed:1", "sleep", "100"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ports = text(&fx.berth(&["port", "pub"]).stdout);
+    let lines: Vec<&str> = ports.lines().collect();
+    assert_eq!(lines.len(), 2, "{ports}");
+    assert!(lines[0].starts_with("53/udp -> 0.0.0.0:"), "{ports}");
+    assert!(lines[1].starts_with("80/tcp -> 0.0.0.0:"), "{ports}");
+    assert!(fx.berth(&["rm", "-f", "pub"]).status.success());
+    fx.assert_no_leaks();
+}
+
+#[test]
 fn a_client_that_stops_reading_is_dropped_and_holds_back_nobody() {
     if !prerequisites() {
         return;
@@ -1623,7 +2012,8 @@ fn a_client_that_stops_reading_is_dropped_and_holds_back_nobody() {
     );
     let mut stuck = std::os::unix::net::UnixStream::connect(&addr).unwrap();
     // A real client starts the flood and must get all of it.
-    let mut child = Command::new(BERTH)
+    let mut child = fx
+        .cmd(BERTH)
         .arg("--root")
         .arg(fx.root())
         .args(["attach", "flood"])
@@ -1644,5 +2034,301 @@ fn a_client_that_stops_reading_is_dropped_and_holds_back_nobody() {
     assert!(rest.len() < 10 * size / 2, "{} bytes", rest.len());
     assert_eq!(fx.status_of("flood"), "exited 0");
     assert!(fx.berth(&["rm", "flood"]).status.success());
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn thirty_two_concurrent_runs_get_distinct_addresses() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let handles: Vec<_> = (0..32)
+        .map(|i| {
+            let mut c = fx.cmd(BERTH);
+            c.arg("--root").arg(fx.root()).args([
+                "run",
+                "-d",
+                "--name",
+                &format!("c{i}"),
+                "--cgroup-parent",
+                &fx.cgroup_parent,
+                "busybox",
+                "sleep",
+                "100",
+            ]);
+            c.stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for h in handles {
+        let out = h.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let mut ips: Vec<String> = (0..32)
+        .map(|i| {
+            let out = fx.berth(&[
+                "exec",
+                &format!("c{i}"),
+                "busybox",
+                "ip",
+                "-4",
+                "-o",
+                "addr",
+                "show",
+                "eth0",
+            ]);
+            let o = text(&out.stdout);
+            o.split_whitespace()
+                .skip_while(|w| *w != "inet")
+                .nth(1)
+                .unwrap_or_else(|| panic!("c{i}: {o} {}", text(&out.stderr)))
+                .to_owned()
+        })
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 32, "{ips:?}");
+    let rm: Vec<_> = (0..32)
+        .map(|i| {
+            let mut c = fx.cmd(BERTH);
+            c.arg("--root")
+                .arg(fx.root())
+                .args(["rm", "-f", &format!("c{i}")]);
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for mut h in rm {
+        assert!(h.wait().unwrap().success());
+    }
+    fx.assert_no_leaks();
+}
+
+#[test]
+fn user_networks_resolve_names_connect_disconnect_and_internal_blocks_nat() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let ok = |args: &[&str]| {
+        let out = fx.berth(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.99.0.0/24",
+        "--gateway",
+        "10.99.0.254",
+        "--label",
+        "team=a",
+        "appnet",
+    ]);
+    // Bad input: an overlapping subnet, a gateway outside, a duplicate name; nothing made.
+    for (args, says) in [
+        (
+            &["network", "create", "--subnet", "10.99.0.128/25", "x1"][..],
+            "overlaps network appnet",
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.98.0.0/24",
+                "--gateway",
+                "10.97.0.1",
+                "x2",
+            ],
+            "invalid gateway",
+        ),
+        (&["network", "create", "appnet"], "already exists"),
+        (&["network", "rm", "bridge"], "pre-defined"),
+    ] {
+        let out = fx.berth(args);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // --ip-range: dynamic addresses from the range only; a range outside the subnet refused.
+    ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.98.0.0/24",
+        "--ip-range",
+        "10.98.0.128/28",
+        "ranged",
+    ]);
+    let out = fx.run(&[
+        "--rm",
+        "--network",
+        "ranged",
+        "busybox",
+        "sh",
+        "-c",
+        "busybox ip -4 -o addr show eth0 | busybox awk '{print $4}'",
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        "10.98.0.129/24\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let out = fx.berth(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.97.0.0/24",
+        "--ip-range",
+        "10.96.0.0/28",
+        "x3",
+    ]);
+    assert!(
+        text(&out.stderr).contains("invalid --ip-range"),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(&["network", "rm", "ranged"]);
+    let ls = ok(&["network", "ls"]);
+    assert!(
+        ls.contains(" appnet ") && ls.contains(" bridge ") && !ls.contains("x1"),
+        "{ls}"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&["network", "inspect", "appnet"])).unwrap();
+    assert_eq!(inspect[0]["IPAM"]["Config"][0]["Gateway"], "10.99.0.254");
+    assert_eq!(inspect[0]["Labels"]["team"], "a");
+
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "appnet",
+        "--network-alias",
+        "database",
+        "--ip",
+        "10.99.0.50",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Another container reaches it by name and by alias; the static address is taken.
+    let out = fx.run(&[
+        "--rm",
+        "--network",
+        "appnet",
+        "busybox",
+        "sh",
+        "-c",
+        "busybox ping -c1 -W2 db | head -1; busybox ping -c1 -W2 database >/dev/null && echo alias",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "PING db (10.99.0.50): 56 data bytes\nalias\n"
+    );
+    let out = fx.run(&[
+        "--rm",
+        "--network",
+        "appnet",
+        "--ip",
+        "10.99.0.50",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("already in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = fx.berth(&["network", "rm", "appnet"]);
+    assert!(
+        text(&out.stderr).contains("active endpoints"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Two networks at once: eth0 on the first (with the default route), eth1 on the second.
+    let out = fx.run(&[
+        "--rm", "--network", "appnet", "--network", "bridge", "busybox", "sh", "-c",
+        "ls /sys/class/net; busybox ip route | grep default; busybox ping -c1 -W2 db >/dev/null && echo db",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "eth0\neth1\nlo\ndefault via 10.99.0.254 dev eth0 \ndb\n"
+    );
+
+    // connect and disconnect a running container on the default bridge.
+    let out = fx.run(&["-d", "--name", "web", "busybox", "sleep", "100"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    ok(&["network", "connect", "--alias", "www", "appnet", "web"]);
+    let out = fx.berth(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "busybox ping -c1 -W2 db >/dev/null && echo ok",
+    ]);
+    assert_eq!(text(&out.stdout), "ok\n", "{}", text(&out.stderr));
+    let out = fx.berth(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "busybox ping -c1 -W2 www >/dev/null && echo ok",
+    ]);
+    assert_eq!(text(&out.stdout), "ok\n", "{}", text(&out.stderr));
+    ok(&["network", "disconnect", "appnet", "web"]);
+    let out = fx.berth(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "ls /sys/class/net; busybox ping -c1 -W1 db",
+    ]);
+    assert_eq!(text(&out.stdout), "eth0\nlo\n");
+    let out = fx.berth(&["exec", "db", "cat", "/etc/hosts"]);
+    assert!(!text(&out.stdout).contains("www"), "{}", text(&out.stdout));
+    let out = fx.berth(&["network", "disconnect", "appnet", "web"]);
+    assert!(
+        text(&out.stderr).contains("not connected"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(fx.berth(&["rm", "-f", "db", "web"]).status.success());
+
+    // --internal: no route out, and forwarding from its bridge dropped.
+    let remote = Remote::new(&fx);
+    ok(&["network", "create", "--internal", "sealed"]);
+    let out = fx.run(&[
+        "--rm",
+        "--network",
+        "sealed",
+        "busybox",
+        "sh",
+        "-c",
+        "busybox ip route | grep -c default; busybox nc -w 2 192.0.2.2 7000 </dev/null",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "0\n");
+    drop(remote);
+
+    let pruned = ok(&["network", "prune", "-f"]);
+    assert!(
+        pruned.contains("appnet") && pruned.contains("sealed"),
+        "{pruned}"
+    );
+    let links = text(&fx.cmd("ip").args(["-o", "link"]).output().unwrap().stdout);
+    assert!(!links.contains("br-"), "bridges left: {links}");
     fx.assert_no_leaks();
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use common::fixture::{prerequisites, text, Fixture, BERTH};
 
@@ -40,7 +40,8 @@ fn fails(out: &Output, msg: &str) {
 
 /// `berth ARGS` with `input` on standard input.
 fn berth_stdin(fx: &Fixture, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(BERTH)
+    let mut child = fx
+        .cmd(BERTH)
         .arg("--root")
         .arg(fx.root())
         .args(args)

@@ -833,7 +833,7 @@ fn platform_selects_the_manifest_and_refuses_a_mismatched_local_image() {
             (&d_arm, b_arm.len(), "arm64"),
         ],
     );
-    let fx = Fixture::new();
+    let fx = Fixture::in_host_netns();
     let image = format!("{}/multi", reg.host());
     let out = fx.run(&[
         "--rm",

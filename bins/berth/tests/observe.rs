@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::fixture::*;
@@ -19,7 +19,8 @@ fn read_until(
     during: impl FnOnce(),
     done: impl Fn(&str) -> bool,
 ) -> String {
-    let mut child = Command::new(BERTH)
+    let mut child = fx
+        .cmd(BERTH)
         .arg("--root")
         .arg(fx.root())
         .args(args)
@@ -81,6 +82,8 @@ fn stats_reports_cpu_memory_pids_in_every_format_and_streams() {
         "-d",
         "--name",
         "busy",
+        "--network",
+        "none",
         "-m",
         "64m",
         "--tmpfs",
@@ -149,6 +152,9 @@ fn stats_reports_cpu_memory_pids_in_every_format_and_streams() {
     assert_eq!(idle["PIDs"], "1");
     // --network none: only lo, which Docker does not count.
     assert_eq!(busy["NetIO"], "0B / 0B");
+    // On the default bridge: eth0's counters, in Docker's units.
+    let net = idle["NetIO"].as_str().unwrap();
+    assert!(net.contains(" / ") && net.ends_with('B'), "{idle}");
     assert!(busy["BlockIO"].as_str().unwrap().contains(" / "));
     // No limit: the host's memory.
     assert!(
@@ -423,7 +429,8 @@ fn events_follow_the_lifecycle_and_filter_by_time_type_container_event_label() {
         .as_secs()
         + 2)
     .to_string();
-    let mut child = Command::new(BERTH)
+    let mut child = fx
+        .cmd(BERTH)
         .arg("--root")
         .arg(fx.root())
         .args(["events", "--until", &until])

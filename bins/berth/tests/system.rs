@@ -94,7 +94,8 @@ fn version_info_df_and_system_prune() {
     );
 
     // A "no" leaves everything in place.
-    let mut child = Command::new(BERTH)
+    let mut child = fx
+        .cmd(BERTH)
         .arg("--root")
         .arg(fx.root())
         .args(["system", "prune"])

@@ -838,7 +838,8 @@ fn sigkill_of_run_with_volumes_leaves_a_state_rm_and_prune_clean() {
     let fx = Fixture::new();
     import_app(&fx);
     for delay_ms in [0u64, 1, 2, 4, 7, 10, 15, 20, 30, 50, 80] {
-        let mut child = std::process::Command::new(common::fixture::BERTH)
+        let mut child = fx
+            .cmd(common::fixture::BERTH)
             .arg("--root")
             .arg(fx.root())
             .args(["run", "--rm", "--cgroup-parent", &fx.cgroup_parent])

@@ -1,8 +1,8 @@
 //! From "an image plus run options" to an OCI `config.json`: a pure function, unit-tested
 //! without root. The defaults are Docker's (moby `oci/defaults.go` and
 //! `daemon/oci_linux.go`): its capability set, masked and read-only paths, the default seccomp
-//! profile resolved for the capabilities, and a private network namespace with loopback only
-//! (Berth has no bridge networking yet).
+//! profile resolved for the capabilities, and a private network namespace (which the engine
+//! attaches to a bridge network, or leaves with loopback only for `--network none`).
 
 use std::path::Path;
 
@@ -75,6 +75,9 @@ pub struct ImageConfig {
     /// `{"/path": {}}`: an anonymous volume per path.
     #[serde(default)]
     pub volumes: Option<std::collections::BTreeMap<String, Value>>,
+    /// `{"80/tcp": {}}`: what `-P` publishes.
+    #[serde(default)]
+    pub exposed_ports: Option<std::collections::BTreeMap<String, Value>>,
 }
 
 impl ImageConfig {
@@ -118,10 +121,18 @@ pub struct RunOptions {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub privileged: bool,
-    /// `none` (the default), `host`; anything else is not supported yet.
+    /// `bridge` (the default), a network's name, `none`, `host`, `container:X`.
     pub network: Option<String>,
-    /// `-p`: not supported yet.
+    /// `-p [hostIP:][hostPort:]containerPort[/proto]`.
     pub publish: Vec<String>,
+    /// `-P`: publish every port the image exposes on an ephemeral host port.
+    pub publish_all: bool,
+    /// `--ip`: a static address on the network.
+    pub ip: Option<String>,
+    /// Further `--network` flags: more bridge networks (`eth1`...).
+    pub extra_networks: Vec<String>,
+    /// `--network-alias`: more names for the container on a user-defined network.
+    pub network_aliases: Vec<String>,
     /// Absolute cgroup under which `<id>` is created (default `/berth`).
     pub cgroup_parent: Option<String>,
     /// `--pid host|container:X`.
@@ -169,6 +180,10 @@ pub struct RunOptions {
     pub platform: Option<String>,
     /// `--init`: run the command under Berth's minimal init (see [`crate::init`]).
     pub init: bool,
+    /// `--dns-search DOMAIN`.
+    pub dns_search: Vec<String>,
+    /// `--dns-option OPTION`.
+    pub dns_options: Vec<String>,
 }
 
 /// `/etc/hosts` for the container: Docker's defaults, the host name, then `--add-host NAME:IP`.
@@ -189,15 +204,69 @@ pub fn hosts_file(hostname: &str, opts: &RunOptions) -> Result<String, BundleErr
     Ok(s)
 }
 
-/// `/etc/resolv.conf` from `--dns`, or `None` to leave the image's.
+/// `/etc/resolv.conf` for the container, or `None` to leave the image's (a joined network
+/// namespace without `--dns` flags): the host's, with `--dns`, `--dns-search` and
+/// `--dns-option` replacing its nameserver, search and options lines.
 pub fn resolv_conf(opts: &RunOptions) -> Result<Option<String>, BundleError> {
-    if opts.dns.is_empty() {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    resolv_conf_from(&host, opts)
+}
+
+/// [`resolv_conf`] from the host's file `host`. Outside the host's network namespace a
+/// loopback resolver (127.0.0.53 of systemd-resolved, a local dnsmasq) is unreachable, so
+/// those lines are dropped, and with none left Docker's fallback (8.8.8.8, 8.8.4.4) is used.
+pub fn resolv_conf_from(host: &str, opts: &RunOptions) -> Result<Option<String>, BundleError> {
+    let mode = opts.network.as_deref().unwrap_or("bridge");
+    let joined = mode.starts_with("container:");
+    let flags = !opts.dns.is_empty() || !opts.dns_search.is_empty() || !opts.dns_options.is_empty();
+    if joined && !flags {
         return Ok(None);
     }
-    let mut s = String::new();
+    let own_ns = mode != "host";
+    let mut servers = Vec::new();
     for d in &opts.dns {
         let ip: std::net::IpAddr = d.parse().map_err(|_| BundleError::Dns(d.clone()))?;
-        s.push_str(&format!("nameserver {ip}\n"));
+        servers.push(ip.to_string());
+    }
+    let mut search = opts.dns_search.join(" ");
+    let mut options = opts.dns_options.join(" ");
+    if servers.is_empty() {
+        for l in host.lines() {
+            let mut w = l.split_whitespace();
+            if w.next() == Some("nameserver") {
+                if let Some(ip) = w.next().and_then(|a| a.parse::<std::net::IpAddr>().ok()) {
+                    if !(own_ns && ip.is_loopback()) {
+                        servers.push(ip.to_string());
+                    }
+                }
+            }
+        }
+        if servers.is_empty() && own_ns {
+            servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+        }
+    }
+    let host_line = |key: &str| {
+        host.lines()
+            .filter_map(|l| l.strip_prefix(key))
+            .map(|r| r.trim().to_owned())
+            .next_back()
+            .unwrap_or_default()
+    };
+    if opts.dns_search.is_empty() {
+        search = host_line("search ");
+    }
+    if opts.dns_options.is_empty() {
+        options = host_line("options ");
+    }
+    let mut s = String::new();
+    if !search.is_empty() && search != "." {
+        s.push_str(&format!("search {search}\n"));
+    }
+    for n in &servers {
+        s.push_str(&format!("nameserver {n}\n"));
+    }
+    if !options.is_empty() {
+        s.push_str(&format!("options {options}\n"));
     }
     Ok(Some(s))
 }
@@ -374,16 +443,26 @@ pub fn namespace_modes(opts: &RunOptions) -> Result<Vec<(&'static str, NsMode)>,
             }
         };
     let net = match opts.network.as_deref() {
-        Some(n) if n != "none" && n != "host" && !n.starts_with("container:") => {
-            return Err(BundleError::Network(n.to_owned()))
+        // A bridge network (the default one or a named one): a namespace of its own, which
+        // the engine attaches between create and start.
+        Some(n) if n != "host" && !n.starts_with("container:") => {
+            if !valid_network_name(n) {
+                return Err(BundleError::Network(n.to_owned()));
+            }
+            NsMode::Private
         }
-        n => parse("--network", n, &["none"])?,
+        n => parse("--network", n, &[])?,
     };
     // Docker accepts only "host" per container (remapping is a daemon setting); podman's
     // private/auto/keep-id/nomap need a uid range Berth does not allocate.
     match opts.userns.as_deref() {
         None | Some("") | Some("host") => {}
         Some(v) => return Err(BundleError::Userns(v.to_owned())),
+    }
+    if let (Some(p), Some(n)) = (opts.publish.first(), opts.network.as_deref()) {
+        if n == "none" || n == "host" || n.starts_with("container:") {
+            return Err(BundleError::PortsNeedBridge(p.clone(), n.to_owned()));
+        }
     }
     let uts = match opts.uts.as_deref() {
         None | Some("host") => parse("--uts", opts.uts.as_deref(), &[])?,
@@ -405,6 +484,13 @@ pub fn namespace_modes(opts: &RunOptions) -> Result<Vec<(&'static str, NsMode)>,
     ])
 }
 
+/// Docker's rule for network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn valid_network_name(n: &str) -> bool {
+    n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
 /// Why a bundle could not be generated from the options.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -422,9 +508,11 @@ pub enum BundleError {
     ImageVolume { path: String },
     #[error("unknown capability {0:?}")]
     Capability(String),
-    #[error("publishing ports (-p {0}) is not supported yet: Berth has no bridge networking; use --network host")]
-    PortsNotSupported(String),
-    #[error("network mode {0:?} is not supported yet (supported: none, host, container:NAME)")]
+    #[error(
+        "conflicting options: publishing ports (-p {0}) needs a bridge network, not --network {1}"
+    )]
+    PortsNeedBridge(String, String),
+    #[error("invalid --network {0:?}: a network name has letters, digits, '_', '.' and '-' only")]
     Network(String),
     #[error("invalid --restart policy {0:?} (no, on-failure[:N], always, unless-stopped)")]
     Restart(String),
@@ -683,9 +771,6 @@ pub fn build_spec(
     opts: &RunOptions,
     inp: &SpecInputs<'_>,
 ) -> Result<berth_runtime::Spec, BundleError> {
-    if let Some(p) = opts.publish.first() {
-        return Err(BundleError::PortsNotSupported(p.clone()));
-    }
     let modes = namespace_modes(opts)?;
     let caps = capabilities(&opts.cap_add, &opts.cap_drop, opts.privileged)?;
     let base = berth_runtime::ops::spec::default_spec(false);
@@ -940,7 +1025,7 @@ mod tests {
             working_dir: None,
             user: None,
             stop_signal: None,
-            volumes: None,
+            ..Default::default()
         }
     }
 
@@ -1073,14 +1158,15 @@ mod tests {
         .contains("12zz"));
         assert!(e(RunOptions {
             publish: vec!["80:80".into()],
+            network: Some("none".into()),
             ..Default::default()
         })
-        .contains("not supported yet"));
+        .contains("conflicting options"));
         assert!(e(RunOptions {
-            network: Some("bridge".into()),
+            network: Some("my net".into()),
             ..Default::default()
         })
-        .contains("not supported yet"));
+        .contains("invalid --network"));
         assert!(e(RunOptions {
             volumes: vec!["vol:/data:bogus".into()],
             ..Default::default()
@@ -1270,13 +1356,46 @@ mod tests {
         };
         let h = hosts_file("abc", &o).unwrap();
         assert!(h.contains("127.0.1.1\tabc\n10.0.0.2\tdb\n::1\tv6\n"), "{h}");
-        assert_eq!(resolv_conf(&o).unwrap().unwrap(), "nameserver 9.9.9.9\n");
+        let host = "# generated\nsearch corp.example\nnameserver 127.0.0.53\nnameserver 10.1.1.1\noptions edns0\n";
+        assert_eq!(
+            resolv_conf_from(host, &o).unwrap().unwrap(),
+            "search corp.example\nnameserver 9.9.9.9\noptions edns0\n"
+        );
+        // Loopback resolvers are unreachable from the container's namespace.
+        assert_eq!(
+            resolv_conf_from(host, &RunOptions::default())
+                .unwrap()
+                .unwrap(),
+            "search corp.example\nnameserver 10.1.1.1\noptions edns0\n"
+        );
+        assert_eq!(
+            resolv_conf_from("nameserver 127.0.0.1\n", &RunOptions::default())
+                .unwrap()
+                .unwrap(),
+            "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
+        let flags = RunOptions {
+            dns_search: vec!["a.test".into()],
+            dns_options: vec!["ndots:2".into()],
+            network: Some("host".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolv_conf_from("nameserver 127.0.0.53\n", &flags)
+                .unwrap()
+                .unwrap(),
+            "search a.test\nnameserver 127.0.0.53\noptions ndots:2\n"
+        );
+        let joined = RunOptions {
+            network: Some("container:db".into()),
+            ..Default::default()
+        };
+        assert!(resolv_conf_from(host, &joined).unwrap().is_none());
         let bad = RunOptions {
             add_hosts: vec!["nohost".into()],
             ..Default::default()
         };
         assert!(hosts_file("abc", &bad).is_err());
-        assert!(resolv_conf(&RunOptions::default()).unwrap().is_none());
     }
 
     #[test]

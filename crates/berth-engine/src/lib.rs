@@ -27,6 +27,7 @@ pub mod manage;
 pub mod monitor;
 pub mod mountspec;
 pub mod names;
+pub mod network;
 pub mod record;
 pub mod stats;
 pub mod user;
@@ -37,6 +38,7 @@ use std::path::{Path, PathBuf};
 
 use berth_runtime::ops::Runtime;
 
+pub use berth_net;
 pub use bundle::RunOptions;
 pub use lifecycle::RemoveError;
 pub use record::{ContainerRecord, RecordError, Records, Status};

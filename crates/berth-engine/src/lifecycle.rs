@@ -56,6 +56,8 @@ pub enum CreateError {
     },
     #[error(transparent)]
     Init(#[from] crate::init::InitError),
+    #[error(transparent)]
+    Network(#[from] Box<crate::network::NetworkError>),
     #[error("cannot join the {kind} namespace of container {target:?}: it is not running")]
     JoinNotRunning { kind: &'static str, target: String },
     #[error("opening the image store")]
@@ -144,6 +146,12 @@ pub enum StartError {
         what: &'static str,
         #[source]
         source: nix::errno::Errno,
+    },
+    #[error("setting up the network of container {id}")]
+    Network {
+        id: String,
+        #[source]
+        source: Box<crate::network::NetworkError>,
     },
 }
 
@@ -313,6 +321,7 @@ impl Engine {
         bundle::hosts_file("", opts)?;
         bundle::resolv_conf(opts)?;
         bundle::security_opts(opts)?;
+        let net_plan = self.plan_network(opts, &img).map_err(Box::new)?;
         for u in &opts.ulimits {
             bundle::parse_ulimit(u)?;
         }
@@ -422,7 +431,10 @@ impl Engine {
                 .unwrap_or_else(|| "SIGTERM".into()),
             stop_timeout: opts.stop_timeout.unwrap_or(10),
             labels: opts.labels.clone(),
-            network_mode: opts.network.clone().unwrap_or_else(|| "none".into()),
+            network_mode: opts
+                .network
+                .clone()
+                .unwrap_or_else(|| crate::network::DEFAULT_MODE.into()),
             restart_policy,
             restart_count: 0,
             log_driver,
@@ -474,14 +486,20 @@ impl Engine {
             }
         }
         // The record exists: from here on every failure undoes everything.
-        match self.create_in(
-            (&store, &image, &img),
-            opts,
-            &mut rec,
-            &joined,
-            init_binary.as_deref(),
-            keep_mounted,
-        ) {
+        let made = self
+            .save_plan(&rec.id, &net_plan)
+            .map_err(CreateError::from)
+            .and_then(|()| {
+                self.create_in(
+                    (&store, &image, &img),
+                    opts,
+                    &mut rec,
+                    &joined,
+                    init_binary.as_deref(),
+                    keep_mounted,
+                )
+            });
+        match made {
             Ok(()) => {
                 self.emit_container(&rec, "create", &[]);
                 Ok(rec)
@@ -670,6 +688,7 @@ impl Engine {
         if let Err(e) = destroy_leaf_cgroup(&rec.cgroup_path, &rec.id) {
             problems.push(crate::exec::chain(&e));
         }
+        problems.extend(self.network_down(&rec.id));
         match self.store() {
             Ok(store) => {
                 let snaps = Snapshotter::new(store);
@@ -751,17 +770,22 @@ impl Engine {
                 // the caller to forward instead of killing us with the container left behind.
                 // The caller blocks them again (idempotent) and unblocks when it is done.
                 let blocked = ops::wait::block_signals().ok();
-                ops::start::start(&self.runtime, &id)
-                    .map(|_| created.pid)
-                    .map_err(|source| {
-                        if let Some(set) = &blocked {
-                            ops::wait::unblock_signals(set);
-                        }
-                        StartError::Start {
+                // The namespace exists and nothing runs in it yet: its network is set up
+                // before the container's process can see it.
+                let started = self.network_up(rec, created.pid).and_then(|()| {
+                    ops::start::start(&self.runtime, &id)
+                        .map(|_| created.pid)
+                        .map_err(|source| StartError::Start {
                             id: id.clone(),
                             source: Box::new(source),
-                        }
-                    })
+                        })
+                });
+                if started.is_err() {
+                    if let Some(set) = &blocked {
+                        ops::wait::unblock_signals(set);
+                    }
+                }
+                started
             });
         match res {
             Ok(pid) => {
@@ -822,6 +846,8 @@ impl Engine {
             }
             let was_running = rec.state.status == Status::Running;
             let _ = ops::delete::delete(&self.runtime, id, true);
+            // The init is gone: its addresses, veths and published ports go too.
+            let _ = self.network_down(id);
             let rootfs = bundle_rootfs(&rec);
             if is_mounted(&rootfs) {
                 if let Ok(store) = self.store() {

@@ -37,14 +37,30 @@ pub const CONTROLLERS: &[&str] = &[
     "systemd",
 ];
 
-/// A Berth root with a `busybox` image and a private cgroup parent.
+/// A Berth root with a `busybox` image, a private cgroup parent and (normally) a network
+/// namespace of its own, in which every `berth` command runs: the default bridge, its veths,
+/// nftables table and sysctls then never touch the host's network namespace.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub cgroup_parent: String,
+    /// The fixture's network namespace (a bind mount of nsfs on a file in `dir`); `None`: berth
+    /// runs in the test's own namespace and containers get `--network none`.
+    pub netns: Option<PathBuf>,
 }
 
 impl Fixture {
     pub fn new() -> Self {
+        Self::make(true)
+    }
+
+    /// For tests that need the host's 127.0.0.1 (a registry): no namespace of its own, and
+    /// every container gets `--network none` so nothing is made in the host's namespace.
+    #[allow(dead_code)]
+    pub fn in_host_netns() -> Self {
+        Self::make(false)
+    }
+
+    fn make(own_netns: bool) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = tempfile::Builder::new()
             .prefix("berth-engine-")
@@ -55,7 +71,28 @@ impl Fixture {
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         );
-        let fx = Self { dir, cgroup_parent };
+        let netns = own_netns.then(|| {
+            let p = dir.path().join("netns");
+            std::fs::write(&p, "").unwrap();
+            let st = Command::new("unshare")
+                .arg(format!("--net={}", p.display()))
+                .arg("true")
+                .status()
+                .unwrap();
+            assert!(st.success(), "unshare --net");
+            let st = Command::new("nsenter")
+                .arg(format!("--net={}", p.display()))
+                .args(["ip", "link", "set", "lo", "up"])
+                .status()
+                .unwrap();
+            assert!(st.success(), "lo up in the fixture's namespace");
+            p
+        });
+        let fx = Self {
+            dir,
+            cgroup_parent,
+            netns,
+        };
         fx.import_busybox();
         fx
     }
@@ -136,8 +173,43 @@ impl Fixture {
         assert!(out.status.success(), "import: {}", text(&out.stderr));
     }
 
+    /// A command run inside the fixture's network namespace (nsenter execs it: same pid).
+    pub fn cmd(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display())).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// The `net:[INODE]` link of the namespace berth runs in.
+    #[allow(dead_code)]
+    pub fn netns_link(&self) -> String {
+        use std::os::unix::fs::MetadataExt;
+        match &self.netns {
+            Some(ns) => format!("net:[{}]", std::fs::metadata(ns).unwrap().ino()),
+            None => std::fs::read_link("/proc/self/ns/net")
+                .unwrap()
+                .display()
+                .to_string(),
+        }
+    }
+
+    /// Options every container of this fixture gets: `--network none` outside a namespace
+    /// of the fixture's own.
+    pub fn net_opts(&self) -> &'static [&'static str] {
+        if self.netns.is_some() {
+            &[]
+        } else {
+            &["--network", "none"]
+        }
+    }
+
     pub fn berth(&self, args: &[&str]) -> Output {
-        Command::new(BERTH)
+        self.cmd(BERTH)
             .arg("--root")
             .arg(self.root())
             .args(args)
@@ -149,6 +221,9 @@ impl Fixture {
     /// `berth run` with this fixture's cgroup parent.
     pub fn run(&self, args: &[&str]) -> Output {
         let mut all = vec!["run", "--cgroup-parent", &self.cgroup_parent];
+        if !args.contains(&"--network") {
+            all.extend_from_slice(self.net_opts());
+        }
         all.extend_from_slice(args);
         self.berth(&all)
     }
@@ -180,6 +255,27 @@ impl Fixture {
             .filter(|n| n != "seccomp-cache")
             .collect();
         assert!(run_left.is_empty(), "runtime state left: {run_left:?}");
+        let leases = root.join("networks/leases");
+        if let Ok(rd) = std::fs::read_dir(&leases) {
+            for net in rd.flatten() {
+                let left: Vec<_> = std::fs::read_dir(net.path())
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+                assert!(left.is_empty(), "leases left: {left:?}");
+            }
+        }
+        if self.netns.is_some() {
+            let links = self.cmd("ip").args(["-o", "link"]).output().unwrap();
+            let links = text(&links.stdout);
+            assert!(!links.contains(": vb"), "veths left: {links}");
+            let nft = self.cmd("nft").args(["list", "tables"]).output().unwrap();
+            assert!(
+                !text(&nft.stdout).contains("berth"),
+                "nft table left: {}",
+                text(&nft.stdout)
+            );
+        }
         let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let root_s = root.to_str().unwrap();
         assert!(!mi.contains(root_s), "mounts left under {root_s}");
@@ -235,6 +331,11 @@ impl Drop for Fixture {
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mounts {
             let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        // Unmounting the namespace's file destroys it with its bridge, veths and nft table
+        // (monitors still in it were killed by the rm -f above).
+        if let Some(ns) = &self.netns {
+            let _ = Command::new("umount").arg(ns).status();
         }
         let _ = Command::new("rm")
             .args(["-rf", "--one-file-system"])

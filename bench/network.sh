@@ -1,0 +1,78 @@
+#!/bin/bash
+# `run --rm busybox true` on Berth's default bridge vs podman's default bridge, and with no
+# network at all, measured in the same run, alternating, inside one throwaway network namespace
+# (so neither engine creates a bridge, veth or firewall rule in the host's namespace).
+#
+# Usage: bench/network.sh [RUNS]   (as root; needs podman, nft, python3)
+# The berth binary is target/release/berth (built if missing).
+set -euo pipefail
+
+RUNS=${1:-20}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+BERTH=${BERTH:-$HERE/target/release/berth}
+[ -x "$BERTH" ] || (cd "$HERE" && cargo build --release -p berth)
+
+W=$(mktemp -d /var/tmp/berth-net-bench.XXXXXX)
+NS=$W/netns
+cleanup() {
+    nsenter --net="$NS" "$BERTH" --root "$W/berth" container prune -f >/dev/null 2>&1 || true
+    nsenter --net="$NS" podman --root "$W/podman" --runroot "$W/podman-run" rm -af >/dev/null 2>&1 || true
+    umount "$NS" 2>/dev/null || true
+    # podman leaves overlay mounts below its root; berth's are gone with its containers.
+    grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    rm -rf --one-file-system "$W"
+}
+trap cleanup EXIT
+
+touch "$NS"
+unshare --net="$NS" true
+in_ns() { nsenter --net="$NS" "$@"; }
+in_ns ip link set lo up
+
+# One busybox image for both, built offline.
+mkdir -p "$W/rootfs/bin"
+cp /bin/busybox "$W/rootfs/bin/busybox"
+for a in sh true; do ln -s busybox "$W/rootfs/bin/$a"; done
+tar -C "$W/rootfs" -cf "$W/rootfs.tar" .
+B=(nsenter --net="$NS" "$BERTH" --root "$W/berth")
+P=(nsenter --net="$NS" podman --root "$W/podman" --runroot "$W/podman-run" --cgroup-manager cgroupfs --events-backend file --runtime runc)
+"${B[@]}" import "$W/rootfs.tar" busybox:latest >/dev/null
+"${P[@]}" import "$W/rootfs.tar" localhost/busybox:latest >/dev/null 2>&1
+
+# time_cmd LABEL CMD...: RUNS timed runs after 3 warm-ups; prints median and mean in ms.
+declare -A RESULT
+time_cmd() {
+    local label=$1; shift
+    for _ in 1 2 3; do "$@" >/dev/null; done
+    local t
+    t=$(python3 - "$RUNS" "$@" <<'PY'
+import subprocess, sys, time, statistics
+n = int(sys.argv[1]); cmd = sys.argv[2:]
+xs = []
+for _ in range(n):
+    t0 = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+    xs.append((time.perf_counter() - t0) * 1000)
+print(f"{statistics.median(xs):.1f} {statistics.mean(xs):.1f} {statistics.stdev(xs):.1f}")
+PY
+)
+    RESULT[$label]=$t
+    printf '%-40s median %7s ms  mean %7s ms  sd %6s ms\n' "$label" $t
+}
+
+CG=/berth-bench/net
+# The host refuses the RLIMIT_NPROC/NOFILE values podman asks for by default (raising them
+# fails even at the caller's own hard limit): podman gets lower ones, which are always allowed.
+echo "load before: $(cat /proc/loadavg)"
+for pass in 1 2; do
+    echo "pass $pass ($RUNS runs each)"
+    time_cmd "berth run --rm (bridge)" "${B[@]}" run --rm --cgroup-parent $CG busybox true
+    time_cmd "podman run --rm (bridge)" "${P[@]}" run --rm --network bridge --ulimit nproc=4096:4096 --ulimit nofile=1024:1024 localhost/busybox true
+    time_cmd "berth run --rm --network none" "${B[@]}" run --rm --network none --cgroup-parent $CG busybox true
+    time_cmd "podman run --rm --network none" "${P[@]}" run --rm --network none --ulimit nproc=4096:4096 --ulimit nofile=1024:1024 localhost/busybox true
+done
+echo "load after: $(cat /proc/loadavg)"
+# Nothing of either engine is left in the namespace once the containers are gone.
+in_ns nft list tables
+in_ns ip -o link | cut -d: -f2
+rmdir /sys/fs/cgroup/*/berth-bench/net /sys/fs/cgroup/*/berth-bench 2>/dev/null || true
