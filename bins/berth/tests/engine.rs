@@ -252,7 +252,8 @@ fn concurrent_run_rm_gives_distinct_containers_and_no_leaks() {
     }
     let fx = Fixture::new();
     let outs: Vec<Output> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..8)
+        // The issue's 32 at once.
+        let hs: Vec<_> = (0..32)
             .map(|_| s.spawn(|| fx.run(&["--rm", "busybox", "hostname"])))
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -266,7 +267,7 @@ fn concurrent_run_rm_gives_distinct_containers_and_no_leaks() {
         .collect();
     hosts.sort();
     hosts.dedup();
-    assert_eq!(hosts.len(), 8, "{hosts:?}");
+    assert_eq!(hosts.len(), 32, "{hosts:?}");
     fx.assert_no_leaks();
 }
 
@@ -727,12 +728,13 @@ fn concurrent_detached_runs_and_forced_removals_lose_nothing() {
     }
     let fx = Fixture::new();
     let ids: Vec<String> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..6)
+        // 32 loops at once, as the issue asks.
+        let hs: Vec<_> = (0..32)
             .map(|t| {
                 let fx = &fx;
                 s.spawn(move || {
                     let mut kept = Vec::new();
-                    for i in 0..3 {
+                    for i in 0..2 {
                         let out = fx.run(&["-d", "busybox", "sleep", "1000"]);
                         assert!(out.status.success(), "{}", text(&out.stderr));
                         let id = text(&out.stdout).trim().to_owned();
@@ -2330,5 +2332,82 @@ fn user_networks_resolve_names_connect_disconnect_and_internal_blocks_nat() {
     );
     let links = text(&fx.cmd("ip").args(["-o", "link"]).output().unwrap().stdout);
     assert!(!links.contains("br-"), "bridges left: {links}");
+    fx.assert_no_leaks();
+}
+
+/// The issue's seed scenario in one piece: a named detached server, `top`, `exec env`, a second
+/// container in its network namespace (both show the same `net:[inode]`), `stats`,
+/// `update --memory`, `logs`, `stop`, `rm`.
+#[test]
+fn seed_scenario_server_top_exec_shared_netns_stats_update_logs_stop_rm() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.run(&[
+        "-d",
+        "--name",
+        "db",
+        "-e",
+        "ROLE=server",
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ready to accept connections; trap 'echo bye; exit 0' TERM; while :; do sleep 0.2; done",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    // top: the host's view of the container's processes.
+    let top = fx.berth(&["top", "db"]);
+    assert!(top.status.success(), "{}", text(&top.stderr));
+    assert!(
+        text(&top.stdout).contains("while :"),
+        "{}",
+        text(&top.stdout)
+    );
+    // exec env: the container's environment.
+    let env = fx.berth(&["exec", "db", "env"]);
+    assert!(env.status.success(), "{}", text(&env.stderr));
+    assert!(text(&env.stdout).contains("ROLE=server"));
+    // A client in the server's network namespace: the same net:[inode].
+    let db_net = fx.berth(&["exec", "db", "readlink", "/proc/self/ns/net"]);
+    let client = fx.run(&[
+        "--rm",
+        "--network",
+        "container:db",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
+    assert!(client.status.success(), "{}", text(&client.stderr));
+    assert!(text(&db_net.stdout).starts_with("net:["));
+    assert_eq!(text(&client.stdout), text(&db_net.stdout));
+    // stats: the 64 MiB limit, then update --memory, live.
+    let stats = |fx: &Fixture| {
+        let o = fx.berth(&["stats", "--no-stream", "--format", "{{.MemUsage}}", "db"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    assert!(stats(&fx).contains("/ 64MiB"), "{}", stats(&fx));
+    let up = fx.berth(&["update", "--memory", "96m", "db"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    assert!(stats(&fx).contains("/ 96MiB"), "{}", stats(&fx));
+    // logs, stop (the TERM trap runs), logs again, rm.
+    let logs = fx.berth(&["logs", "db"]);
+    assert_eq!(text(&logs.stdout), "ready to accept connections\n");
+    let stop = fx.berth(&["stop", "db"]);
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    let state = fx.berth(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        &id,
+    ]);
+    assert_eq!(text(&state.stdout).trim(), "exited 0");
+    let logs = fx.berth(&["logs", "db"]);
+    assert_eq!(text(&logs.stdout), "ready to accept connections\nbye\n");
+    assert!(fx.berth(&["rm", "db"]).status.success());
     fx.assert_no_leaks();
 }
