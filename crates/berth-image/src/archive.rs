@@ -362,30 +362,8 @@ fn record_image(
         });
     }
     store.put_blob(config_bytes, None)?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": manifest::OCI_MANIFEST,
-        "config": {"mediaType": manifest::OCI_CONFIG, "digest": config_digest.to_string(), "size": config_bytes.len()},
-        "layers": layers.iter().map(|l| json!({"mediaType": l.media_type, "digest": l.digest.to_string(), "size": l.size})).collect::<Vec<_>>(),
-    });
-    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
-    let manifest_digest = store.put_blob(&manifest_bytes, None)?;
-    let rec = ImageRecord {
-        id: config_digest,
-        manifest_digest,
-        manifest_media_type: manifest::OCI_MANIFEST.into(),
-        repo_digests: Vec::new(),
-        layers,
-        platform: Platform {
-            os: config["os"].as_str().unwrap_or("linux").into(),
-            architecture: config["architecture"]
-                .as_str()
-                .unwrap_or(&Platform::host().architecture)
-                .into(),
-            variant: config["variant"].as_str().map(str::to_string),
-        },
-        created: config["created"].as_str().map(str::to_string),
-    };
+    let created = config["created"].as_str().map(str::to_string);
+    let rec = record_oci_image(store, &config, config_bytes, config_digest, layers, created)?;
     store.put_image(&rec, names)?;
     Ok(rec)
 }
@@ -626,6 +604,43 @@ pub fn rfc3339_now() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Writes the OCI manifest of an image whose config blob is already stored, and returns the
+/// image's record (to be named with `Store::put_image`): shared by `load`, `import` and
+/// `commit`.
+pub(crate) fn record_oci_image(
+    store: &Store,
+    config: &Value,
+    config_bytes: &[u8],
+    config_digest: Digest,
+    layers: Vec<LayerRecord>,
+    created: Option<String>,
+) -> Result<ImageRecord, StoreError> {
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": manifest::OCI_MANIFEST,
+        "config": {"mediaType": manifest::OCI_CONFIG, "digest": config_digest.to_string(), "size": config_bytes.len()},
+        "layers": layers.iter().map(|l| json!({"mediaType": l.media_type, "digest": l.digest.to_string(), "size": l.size})).collect::<Vec<_>>(),
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
+    let manifest_digest = store.put_blob(&manifest_bytes, None)?;
+    Ok(ImageRecord {
+        id: config_digest,
+        manifest_digest,
+        manifest_media_type: manifest::OCI_MANIFEST.into(),
+        repo_digests: Vec::new(),
+        layers,
+        platform: Platform {
+            os: config["os"].as_str().unwrap_or("linux").into(),
+            architecture: config["architecture"]
+                .as_str()
+                .unwrap_or(&Platform::host().architecture)
+                .into(),
+            variant: config["variant"].as_str().map(str::to_string),
+        },
+        created,
+    })
 }
 
 #[cfg(test)]

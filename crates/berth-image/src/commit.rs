@@ -12,10 +12,9 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::archive::{apply_change, ingest_layer, rfc3339_now, ArchiveError};
+use crate::archive::{apply_change, ingest_layer, record_oci_image, rfc3339_now, ArchiveError};
 use crate::digest::{chain_ids, Digest, HashingReader};
 use crate::extract::ExtractOptions;
-use crate::manifest::{self, Platform};
 use crate::reference::Reference;
 use crate::store::{ImageRecord, LayerRecord, Store};
 
@@ -132,30 +131,14 @@ pub fn commit(
     });
     let config_bytes = serde_json::to_vec(&config).expect("config serialises");
     let config_digest = store.put_blob(&config_bytes, None)?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": manifest::OCI_MANIFEST,
-        "config": {"mediaType": manifest::OCI_CONFIG, "digest": config_digest.to_string(), "size": config_bytes.len()},
-        "layers": layers.iter().map(|l| json!({"mediaType": l.media_type, "digest": l.digest.to_string(), "size": l.size})).collect::<Vec<_>>(),
-    });
-    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
-    let manifest_digest = store.put_blob(&manifest_bytes, None)?;
-    let rec = ImageRecord {
-        id: config_digest,
-        manifest_digest,
-        manifest_media_type: manifest::OCI_MANIFEST.into(),
-        repo_digests: Vec::new(),
+    let rec = record_oci_image(
+        store,
+        &config,
+        &config_bytes,
+        config_digest,
         layers,
-        platform: Platform {
-            os: config["os"].as_str().unwrap_or("linux").into(),
-            architecture: config["architecture"]
-                .as_str()
-                .unwrap_or(&Platform::host().architecture)
-                .into(),
-            variant: config["variant"].as_str().map(str::to_string),
-        },
-        created: Some(now),
-    };
+        Some(now),
+    )?;
     let names: Vec<String> = opts
         .reference
         .as_ref()
