@@ -30,6 +30,8 @@ mv "$bundle/config.json.new" "$bundle/config.json"
 berth=$PWD/target/release/berth
 tar -C "$bundle/rootfs" -cf "$bundle/busybox.tar" .
 "$berth" import "$bundle/busybox.tar" berth-quickstart/busybox:latest --change 'CMD ["sh"]' >/dev/null
-"$berth" run --rm --name quickstart-$$ berth-quickstart/busybox:latest \
+# --network none: the default bridge would add `berth0` and an nftables table to this machine
+# (docs/networking.md); try `"$berth" run --rm -p 8080:80 ...` when that is what you want.
+"$berth" run --rm --network none --name quickstart-$$ berth-quickstart/busybox:latest \
   sh -c 'echo "hello from the engine: $(hostname), pid $$, as $(id -u)"'
 "$berth" images
