@@ -2411,3 +2411,49 @@ fn seed_scenario_server_top_exec_shared_netns_stats_update_logs_stop_rm() {
     assert!(fx.berth(&["rm", "db"]).status.success());
     fx.assert_no_leaks();
 }
+
+/// `berth exec` in the foreground forwards a signal it gets as soon as the process runs (it
+/// blocks them before the spawn; the exec'd process starts with an empty mask), and returns the
+/// process's code.
+#[test]
+fn foreground_exec_forwards_signals_to_the_process() {
+    if !prerequisites() {
+        return;
+    }
+    use std::io::{BufRead, Read};
+    let fx = Fixture::new();
+    let out = fx.run(&["-d", "--name", "srv", "busybox", "sleep", "1000"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut child = fx
+        .cmd(BERTH)
+        .arg("--root")
+        .arg(fx.root())
+        .args([
+            "exec",
+            "srv",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "ready\n");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+    assert_eq!(rest, "got-term\n");
+    assert!(fx.berth(&["rm", "-f", "srv"]).status.success());
+    fx.assert_no_leaks();
+}

@@ -164,9 +164,14 @@ impl Engine {
                 let _ = nix::unistd::dup2_stdin(&null);
             }
         }
-        if !opts.detach {
+        // Blocked before the spawn (the exec'd process resets its own mask before execve), so
+        // a signal sent once it runs is forwarded instead of killing us.
+        let set = if opts.detach {
+            None
+        } else {
             ops::wait::become_subreaper().map_err(ExecError::Signals)?;
-        }
+            Some(ops::wait::block_signals().map_err(ExecError::Signals)?)
+        };
         let pid = ops::exec::exec(
             &self.runtime,
             &id,
@@ -179,9 +184,14 @@ impl Engine {
                 no_seccomp: opts.privileged,
             },
         );
-        let pid = pid.map_err(|source| ExecError::Runtime {
-            id,
-            source: Box::new(source),
+        let pid = pid.map_err(|source| {
+            if let Some(set) = &set {
+                ops::wait::unblock_signals(set);
+            }
+            ExecError::Runtime {
+                id,
+                source: Box::new(source),
+            }
         })?;
         // Docker's exec events: `exec_create: CMD`, `exec_start: CMD`, then `exec_die`.
         let exec_id = crate::record::new_id().unwrap_or_default();
@@ -190,11 +200,9 @@ impl Engine {
             let what = format!("{action}: {cmd}");
             self.emit_container(&rec, &what, &[("execID", exec_id.clone())]);
         }
-        if opts.detach {
+        let Some(set) = set else {
             return Ok(0);
-        }
-        // Blocked after the spawn, which inherits our mask (see `Engine::start_foreground`).
-        let set = ops::wait::block_signals().map_err(ExecError::Signals)?;
+        };
         let code = match ours {
             Some(ours) => ops::console::receive_master(&ours)
                 .and_then(|m| ops::console::serve(pid, m, &set))

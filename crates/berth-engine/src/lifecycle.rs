@@ -683,11 +683,6 @@ impl Engine {
             Ok(_) | Err(ops::delete::DeleteError::State(StateError::NotFound(_))) => {}
             Err(e) => problems.push(crate::exec::chain(&e)),
         }
-        // A `berth` killed inside the runtime's create may leave the container's cgroup with
-        // no runtime state that names it.
-        if let Err(e) = destroy_leaf_cgroup(&rec.cgroup_path, &rec.id) {
-            problems.push(crate::exec::chain(&e));
-        }
         problems.extend(self.network_down(&rec.id));
         match self.store() {
             Ok(store) => {
@@ -765,27 +760,15 @@ impl Engine {
                 source: Box::new(source),
             })
             .and_then(|created| {
-                // The init is cloned (with our signal mask as it was): blocking signals now
-                // cannot reach it, and a SIGTERM that arrives once it runs stays pending for
-                // the caller to forward instead of killing us with the container left behind.
-                // The caller blocks them again (idempotent) and unblocks when it is done.
-                let blocked = ops::wait::block_signals().ok();
                 // The namespace exists and nothing runs in it yet: its network is set up
                 // before the container's process can see it.
-                let started = self.network_up(rec, created.pid).and_then(|()| {
-                    ops::start::start(&self.runtime, &id)
-                        .map(|_| created.pid)
-                        .map_err(|source| StartError::Start {
-                            id: id.clone(),
-                            source: Box::new(source),
-                        })
-                });
-                if started.is_err() {
-                    if let Some(set) = &blocked {
-                        ops::wait::unblock_signals(set);
-                    }
-                }
-                started
+                self.network_up(rec, created.pid)?;
+                ops::start::start(&self.runtime, &id)
+                    .map(|_| created.pid)
+                    .map_err(|source| StartError::Start {
+                        id: id.clone(),
+                        source: Box::new(source),
+                    })
             });
         match res {
             Ok(pid) => {
@@ -1293,23 +1276,6 @@ pub fn human_duration(secs: i64) -> String {
         _ if s < 2 * 365 * 86400 => format!("{} months", s / (30 * 86400)),
         _ => format!("{} years", s / (365 * 86400)),
     }
-}
-
-/// Kills what is in the container's own cgroup (the leaf named after it, never its parent) and
-/// removes it in every hierarchy. Idempotent.
-fn destroy_leaf_cgroup(
-    cgroup_path: &str,
-    id: &str,
-) -> Result<(), berth_runtime::cgroups::CgroupError> {
-    if cgroup_path.is_empty() || !cgroup_path.trim_end_matches('/').ends_with(id) {
-        return Ok(());
-    }
-    let mut cg = berth_runtime::cgroups::Cgroup::resolve(Some(cgroup_path), id)?;
-    cg.created = cg.dirs.iter().filter(|d| d.exists()).cloned().collect();
-    if cg.created.is_empty() {
-        return Ok(());
-    }
-    cg.destroy()
 }
 
 #[cfg(test)]

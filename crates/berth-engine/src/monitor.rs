@@ -257,6 +257,19 @@ fn supervise_runs(
             Some((a, b)) => (Some(a), Some(b)),
             None => (None, None),
         };
+        // Blocked before the spawn (the runtime's init resets its own mask before execve): a
+        // signal sent to the monitor once the container runs is forwarded, never the death of
+        // the monitor with the container left unsupervised. An exit meanwhile is reaped by
+        // the first pass in `supervise`.
+        let set = match ops::wait::block_signals() {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(rep) = rep.take() {
+                    report(rep, &format!("blocking the monitor's signals: {e}"));
+                }
+                return 125;
+            }
+        };
         let launched = engine.launch_for_monitor(id, theirs);
         if let Ok(null) = &null {
             let _ = nix::unistd::dup2_stdin(null);
@@ -297,19 +310,6 @@ fn supervise_runs(
         };
         drop(ours);
         let started = std::time::Instant::now();
-        // Blocked only after the spawn: the container's init inherits the mask (see
-        // `Engine::start_foreground`). An exit before this is reaped by the first pass in
-        // `supervise`, which runs before any wait for a signal.
-        let set = match ops::wait::block_signals() {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = engine.kill(id, "KILL");
-                if let Some(rep) = rep.take() {
-                    report(rep, &format!("blocking the monitor's signals: {e}"));
-                }
-                return 125;
-            }
-        };
         if let Some(rep) = rep.take() {
             send(rep, &Report::Started);
         }
