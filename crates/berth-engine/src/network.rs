@@ -273,13 +273,7 @@ impl Engine {
     pub(crate) fn network_down(&self, id: &str) -> Vec<String> {
         match self.networks() {
             Ok(n) => {
-                let had: Vec<String> = n
-                    .leases_of(id)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|l| l.network)
-                    .collect();
-                let problems = n.release(id);
+                let (had, problems) = n.release(id);
                 for net in had {
                     self.refresh_hosts(&net);
                 }

@@ -424,26 +424,26 @@ impl Networks {
     }
 
     /// Releases every lease of container `id`: veths, port rules, addresses. Idempotent and
-    /// best effort: returns the problems met, "already gone" is none.
-    pub fn release(&self, id: &str) -> Vec<String> {
+    /// best effort: returns the networks it left and the problems met ("already gone" is none).
+    pub fn release(&self, id: &str) -> (Vec<String>, Vec<String>) {
         let _lock = match self.lock() {
             Ok(l) => l,
-            Err(e) => return vec![chain(&e)],
+            Err(e) => return (Vec::new(), vec![chain(&e)]),
         };
         let mut nl = None;
         let mut problems = Vec::new();
         let mine = match self.leases_of(id) {
             Ok(l) => l,
-            Err(e) => return vec![chain(&e)],
+            Err(e) => return (Vec::new(), vec![chain(&e)]),
         };
         if mine.is_empty() {
-            return problems;
+            return (Vec::new(), problems);
         }
         for lease in &mine {
             problems.extend(self.undo_lease(&mut nl, lease));
         }
         self.drop_table_if_unused();
-        problems
+        (mine.into_iter().map(|l| l.network).collect(), problems)
     }
 
     /// Puts the container's namespace on a network. `running(id)` tells whether a container
