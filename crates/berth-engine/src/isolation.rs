@@ -265,27 +265,6 @@ pub fn id_maps(text: &str) -> Vec<IdMap> {
         .collect()
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo` (proc(5)).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The mounts of a `mountinfo` text, in its order.
 pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
     text.lines()
@@ -297,12 +276,15 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
                 return None;
             }
             Some(Mount {
-                destination: unescape(f[4]),
-                root: unescape(f[3]),
+                destination: berth_runtime::procfs::unescape_mountinfo(f[4]),
+                root: berth_runtime::procfs::unescape_mountinfo(f[3]),
                 options: f[5].to_owned(),
                 fstype: r[0].to_owned(),
-                source: unescape(r[1]),
-                super_options: r.get(2).map(|s| unescape(s)).unwrap_or_default(),
+                source: berth_runtime::procfs::unescape_mountinfo(r[1]),
+                super_options: r
+                    .get(2)
+                    .map(|s| berth_runtime::procfs::unescape_mountinfo(s))
+                    .unwrap_or_default(),
             })
         })
         .collect()

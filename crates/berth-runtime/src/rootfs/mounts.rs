@@ -331,7 +331,7 @@ fn make_parent_private(rootfs: &Path) -> Result<(), RootfsError> {
         };
         let fields: Vec<&str> = left.split(' ').collect();
         let Some(mp) = fields.get(4) else { continue };
-        let mp = PathBuf::from(unescape(mp));
+        let mp = PathBuf::from(crate::procfs::unescape_mountinfo(mp));
         if !rootfs.starts_with(&mp) {
             continue;
         }
@@ -348,27 +348,6 @@ fn make_parent_private(rootfs: &Path) -> Result<(), RootfsError> {
             .map_err(RootfsError::sys(Step::RootPropagation, mp))?;
     }
     Ok(())
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space; proc(5)).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// This process's cgroup per hierarchy, keyed by the controllers field of `/proc/self/cgroup`
@@ -498,8 +477,11 @@ mod tests {
 
     #[test]
     fn mountinfo_escapes_are_undone() {
-        assert_eq!(unescape(r"/a\040b\011c"), "/a b\tc");
-        assert_eq!(unescape(r"/plain\\"), r"/plain\\");
+        assert_eq!(
+            crate::procfs::unescape_mountinfo(r"/a\040b\011c"),
+            "/a b\tc"
+        );
+        assert_eq!(crate::procfs::unescape_mountinfo(r"/plain\\"), r"/plain\\");
     }
 
     #[test]
