@@ -335,9 +335,9 @@ impl Records {
                 id,
             });
         }
-        self.sweep_locked();
         // The record appears whole or not at all: it is written into a hidden directory that is
-        // renamed into place, so a `berth` killed here leaves nothing `ps` cannot see.
+        // renamed into place, so a `berth` killed here leaves nothing `ps` cannot see (the next
+        // listing sweeps the hidden directory).
         let dir = self.dir(&rec.id);
         let tmp = self.dir.join(format!(".{}.new", rec.id));
         fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
