@@ -661,6 +661,8 @@ fn pull_if_needed(root: &Path, a: &RunArgs, registry: &RegistryOptions) -> Res {
     if !wanted {
         return Ok(());
     }
+    // A bad flag fails before the download, not after it.
+    berth_engine::Engine::check_options(&run_options(a)?)?;
     let reference: Reference = a.image.parse()?;
     if a.pull != "always" {
         eprintln!("Unable to find image '{reference}' locally");

@@ -2457,3 +2457,28 @@ fn foreground_exec_forwards_signals_to_the_process() {
     assert!(fx.berth(&["rm", "-f", "srv"]).status.success());
     fx.assert_no_leaks();
 }
+
+/// A bad flag is reported before a missing image is pulled (Docker checks flags first), with
+/// the flag named and 125, and nothing created.
+#[test]
+fn bad_flags_fail_before_a_pull() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    for (args, says) in [
+        (&["-m", "12zz"][..], "invalid --memory value \"12zz\""),
+        (&["--restart", "sometimes"][..], "invalid --restart policy"),
+        (&["--ulimit", "nofile=x"][..], "nofile=x"),
+    ] {
+        let mut all = vec!["--rm"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["registry.invalid/nosuch:1", "true"]);
+        let out = fx.run(&all);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("Unable to find image"), "pulled first: {err}");
+    }
+    fx.assert_no_leaks();
+}

@@ -873,72 +873,7 @@ pub fn build_spec(
 
     let linux = &mut s["linux"];
     linux["cgroupsPath"] = json!(inp.cgroups_path);
-    let mut resources = json!({});
-    if let Some(m) = &opts.memory {
-        let b = parse_bytes(m).ok_or_else(|| BundleError::Memory(m.clone()))?;
-        resources["memory"] = json!({"limit": b});
-    }
-    if let Some(c) = &opts.cpus {
-        let nano = parse_cpus(c).ok_or_else(|| BundleError::Cpus(c.clone()))?;
-        // moby: quota = NanoCPUs * period / 1e9 with a 100ms period.
-        resources["cpu"] = json!({"period": 100_000u64, "quota": nano / 10_000});
-    }
-    if let Some(p) = opts.pids_limit {
-        if p == 0 || p < -1 {
-            return Err(BundleError::PidsLimit(p));
-        }
-        resources["pids"] = json!({"limit": p});
-    }
-    if let Some(m) = &opts.memory_swap {
-        let v = if m == "-1" {
-            -1
-        } else {
-            parse_bytes(m).ok_or_else(|| BundleError::Resource {
-                flag: "memory-swap",
-                value: m.clone(),
-            })?
-        };
-        resources["memory"]["swap"] = json!(v);
-    }
-    if let Some(m) = &opts.memory_reservation {
-        let b = parse_bytes(m).ok_or_else(|| BundleError::Resource {
-            flag: "memory-reservation",
-            value: m.clone(),
-        })?;
-        resources["memory"]["reservation"] = json!(b);
-    }
-    if let Some(sh) = opts.cpu_shares {
-        resources["cpu"]["shares"] = json!(sh);
-    }
-    if let Some(c) = &opts.cpuset_cpus {
-        let ok = !c.is_empty()
-            && c.split(',').all(|r| {
-                let mut it = r.splitn(2, '-');
-                it.all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            });
-        if !ok {
-            return Err(BundleError::Resource {
-                flag: "cpuset-cpus",
-                value: c.clone(),
-            });
-        }
-        resources["cpu"]["cpus"] = json!(c);
-    }
-    if let Some(w) = opts.blkio_weight {
-        if !(10..=1000).contains(&w) {
-            return Err(BundleError::Resource {
-                flag: "blkio-weight",
-                value: w.to_string(),
-            });
-        }
-        resources["blockIO"] = json!({"weight": w});
-    }
-    resources["devices"] = if opts.privileged {
-        json!([{"allow": true, "access": "rwm"}])
-    } else {
-        json!([{"allow": false, "access": "rwm"}])
-    };
-    linux["resources"] = resources;
+    linux["resources"] = resources(opts)?;
     if opts.privileged {
         linux["maskedPaths"] = json!([]);
         linux["readonlyPaths"] = json!([]);
@@ -1010,6 +945,77 @@ pub fn resolve_user(
     let passwd = user::read_in_root(rootfs, "etc/passwd");
     let group = user::read_in_root(rootfs, "etc/group");
     Ok(user::resolve(&spec, passwd.as_deref(), group.as_deref())?)
+}
+
+/// `linux.resources` from the limit flags (`--memory`, `--cpus`, `--pids-limit`, ...), each
+/// value checked: a bad one is an error naming the flag, before anything is created.
+pub fn resources(opts: &RunOptions) -> Result<Value, BundleError> {
+    let mut resources = json!({});
+    if let Some(m) = &opts.memory {
+        let b = parse_bytes(m).ok_or_else(|| BundleError::Memory(m.clone()))?;
+        resources["memory"] = json!({"limit": b});
+    }
+    if let Some(c) = &opts.cpus {
+        let nano = parse_cpus(c).ok_or_else(|| BundleError::Cpus(c.clone()))?;
+        // moby: quota = NanoCPUs * period / 1e9 with a 100ms period.
+        resources["cpu"] = json!({"period": 100_000u64, "quota": nano / 10_000});
+    }
+    if let Some(p) = opts.pids_limit {
+        if p == 0 || p < -1 {
+            return Err(BundleError::PidsLimit(p));
+        }
+        resources["pids"] = json!({"limit": p});
+    }
+    if let Some(m) = &opts.memory_swap {
+        let v = if m == "-1" {
+            -1
+        } else {
+            parse_bytes(m).ok_or_else(|| BundleError::Resource {
+                flag: "memory-swap",
+                value: m.clone(),
+            })?
+        };
+        resources["memory"]["swap"] = json!(v);
+    }
+    if let Some(m) = &opts.memory_reservation {
+        let b = parse_bytes(m).ok_or_else(|| BundleError::Resource {
+            flag: "memory-reservation",
+            value: m.clone(),
+        })?;
+        resources["memory"]["reservation"] = json!(b);
+    }
+    if let Some(sh) = opts.cpu_shares {
+        resources["cpu"]["shares"] = json!(sh);
+    }
+    if let Some(c) = &opts.cpuset_cpus {
+        let ok = !c.is_empty()
+            && c.split(',').all(|r| {
+                let mut it = r.splitn(2, '-');
+                it.all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            });
+        if !ok {
+            return Err(BundleError::Resource {
+                flag: "cpuset-cpus",
+                value: c.clone(),
+            });
+        }
+        resources["cpu"]["cpus"] = json!(c);
+    }
+    if let Some(w) = opts.blkio_weight {
+        if !(10..=1000).contains(&w) {
+            return Err(BundleError::Resource {
+                flag: "blkio-weight",
+                value: w.to_string(),
+            });
+        }
+        resources["blockIO"] = json!({"weight": w});
+    }
+    resources["devices"] = if opts.privileged {
+        json!([{"allow": true, "access": "rwm"}])
+    } else {
+        json!([{"allow": false, "access": "rwm"}])
+    };
+    Ok(resources)
 }
 
 #[cfg(test)]

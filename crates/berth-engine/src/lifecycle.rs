@@ -283,6 +283,28 @@ impl Engine {
 
     /// `berth create`: a record, a snapshot and a bundle; no process yet. With `keep_mounted`
     /// the rootfs stays mounted for an immediate start (`run`).
+    /// Every check of `opts` that needs no image, so a bad flag fails before a pull (Docker
+    /// validates flags first): what `create` checks before anything exists.
+    pub fn check_options(opts: &RunOptions) -> Result<(), CreateError> {
+        bundle::restart_policy(opts)?;
+        bundle::log_config(opts)?;
+        bundle::user_mounts(opts)?;
+        Self::check_flags(opts)
+    }
+
+    /// The checks whose results `create` does not keep.
+    fn check_flags(opts: &RunOptions) -> Result<(), CreateError> {
+        bundle::hosts_file("", opts)?;
+        bundle::resolv_conf(opts)?;
+        bundle::security_opts(opts)?;
+        bundle::resources(opts)?;
+        for u in &opts.ulimits {
+            bundle::parse_ulimit(u)?;
+        }
+        crate::devices::resolve(opts)?;
+        Ok(())
+    }
+
     pub fn create(
         &self,
         opts: &RunOptions,
@@ -318,13 +340,8 @@ impl Engine {
         let args = bundle::process_args(&img, opts)?;
         let restart_policy = bundle::restart_policy(opts)?;
         let (log_driver, rotation) = bundle::log_config(opts)?;
-        bundle::hosts_file("", opts)?;
-        bundle::resolv_conf(opts)?;
-        bundle::security_opts(opts)?;
+        Self::check_flags(opts)?;
         let net_plan = self.plan_network(opts, &img).map_err(Box::new)?;
-        for u in &opts.ulimits {
-            bundle::parse_ulimit(u)?;
-        }
         let mut mounts = bundle::user_mounts(opts)?;
         // --volumes-from: the other container's volumes and binds, where no mount of ours is.
         for vf in &opts.volumes_from {
@@ -354,7 +371,6 @@ impl Engine {
         }
         let from_image = bundle::image_volumes(&img, &mounts)?;
         mounts.extend(from_image);
-        crate::devices::resolve(opts)?;
         let init_binary = if opts.init {
             Some(crate::init::find()?)
         } else {
