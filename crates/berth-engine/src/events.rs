@@ -18,7 +18,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
 use crate::record::ContainerRecord;
@@ -148,6 +147,8 @@ pub enum EventError {
         "bad filter {0:?}: expected KEY=VALUE with KEY one of type, container, event, image, label"
     )]
     Filter(String),
+    #[error(transparent)]
+    Lock(#[from] crate::record::RecordError),
 }
 
 fn io_err(step: &'static str, path: &Path) -> impl FnOnce(io::Error) -> EventError {
@@ -180,23 +181,7 @@ impl EventLog {
     pub fn append(&self, event: &Event) -> Result<(), EventError> {
         let mut line = serde_json::to_vec(event).expect("an event serialises");
         line.push(b'\n');
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)
-            .map_err(io_err("opening", &self.lock))?;
-        loop {
-            match rustix::fs::flock(&lock, FlockOperation::LockExclusive) {
-                Ok(()) => break,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => {
-                    return Err(io_err("locking", &self.lock)(io::Error::from_raw_os_error(
-                        e.raw_os_error(),
-                    )))
-                }
-            }
-        }
+        let _lock = crate::record::lock_file(&self.lock)?;
         let size = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         if size > 0 && size + line.len() as u64 > self.max_size {
             std::fs::rename(&self.path, self.rotated()).map_err(io_err("rotating", &self.path))?;
