@@ -136,3 +136,67 @@ pub(crate) fn eventfd() -> Result<OwnedFd, Errno> {
     // SAFETY: `fd` was just returned by eventfd(2) and is owned by no one else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// Forks the cgroup migration primer (`cgroups::prime`): a process that writes its own pid to
+/// `procs_file` (the `cgroup.procs` of the cgroup it is in) every 3 ms until the returned pipe
+/// end is closed, for one second at most, or until its parent dies. Returns its pid and that
+/// pipe end; `None` if the pipe or the fork failed.
+pub(crate) fn spawn_migration_primer(
+    procs_file: &std::ffi::CStr,
+) -> Option<(nix::unistd::Pid, OwnedFd)> {
+    let (wake, stop) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+    // SAFETY: the child makes only async-signal-safe system calls (prctl, getpid, close_range,
+    // open, write, close, poll, _exit) on values prepared before the fork, and never returns,
+    // so it is sound even if the parent has other threads.
+    match unsafe { nix::unistd::fork() }.ok()? {
+        nix::unistd::ForkResult::Parent { child } => Some((child, stop)),
+        nix::unistd::ForkResult::Child => {
+            drop(stop);
+            primer_loop(procs_file, wake)
+        }
+    }
+}
+
+fn primer_loop(procs_file: &std::ffi::CStr, wake: OwnedFd) -> ! {
+    // SAFETY: plain system calls on valid pointers and lengths; `_exit` skips the parent's
+    // exit handlers and buffered output, which are not the child's to run.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // Holds none of the parent's descriptors (pipes it waits on to close, terminals).
+        let keep = wake.as_raw_fd() as libc::c_uint;
+        if keep > 0 {
+            libc::syscall(libc::SYS_close_range, 0, keep - 1, 0);
+        }
+        libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0);
+        let mut digits = [0u8; 12];
+        let mut n = libc::getpid() as u32;
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let pid = &digits[at..];
+        let mut fds = [libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        for _ in 0..330 {
+            let fd = libc::open(procs_file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                break;
+            }
+            let wrote = libc::write(fd, pid.as_ptr().cast(), pid.len());
+            libc::close(fd);
+            // Readable or hung up: the parent is done with us.
+            if wrote < 0 || libc::poll(fds.as_mut_ptr(), 1, 3) != 0 {
+                break;
+            }
+        }
+        libc::_exit(0)
+    }
+}
