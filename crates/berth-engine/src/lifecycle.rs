@@ -700,11 +700,29 @@ impl Engine {
             Err(e) => problems.push(crate::exec::chain(&e)),
         }
         problems.extend(self.network_down(&rec.id));
+        problems.extend(self.teardown_stage(rec, anonymous_volumes, true));
+        problems
+    }
+
+    /// [`Self::teardown`] for a container whose runtime state, network and rootfs mount
+    /// `finish` has just released (the `--rm` path): only the snapshot, the record and the
+    /// anonymous volumes are left.
+    fn teardown_released(&self, rec: &ContainerRecord, anonymous_volumes: bool) -> Vec<String> {
+        self.teardown_stage(rec, anonymous_volumes, false)
+    }
+
+    fn teardown_stage(
+        &self,
+        rec: &ContainerRecord,
+        anonymous_volumes: bool,
+        may_be_mounted: bool,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
         match self.store() {
             Ok(store) => {
                 let snaps = Snapshotter::new(store);
                 let rootfs = bundle_rootfs(rec);
-                if is_mounted(&rootfs) {
+                if may_be_mounted && is_mounted(&rootfs) {
                     if let Err(e) = snaps.unmount(&rootfs) {
                         problems.push(crate::exec::chain(&e));
                     }
@@ -770,7 +788,11 @@ impl Engine {
             console_fd,
             ..Default::default()
         };
-        let res = ops::create::create(&self.runtime, &id, &opts)
+        ensure_cgroup_parent(&rec.cgroup_path);
+        let created = ops::create::create(&self.runtime, &id, &opts);
+        // The container's process has joined its cgroup: the primer's work is done.
+        self.unprime();
+        let res = created
             .map_err(|source| StartError::Create {
                 id: id.clone(),
                 source: Box::new(source),
@@ -861,16 +883,26 @@ impl Engine {
             if let Some(e) = error {
                 rec.state.error = e;
             }
-            let _ = self.records.save(&rec);
+            // A `--rm` container's record is removed right below: its exit is saved only if
+            // that fails (an atomic rewrite costs a few hundred microseconds on ext4).
+            if !rec.auto_remove {
+                let _ = self.records.save(&rec);
+            }
             if was_running {
                 self.emit_container(&rec, "die", &[("exitCode", code.to_string())]);
             }
             rec.auto_remove.then_some(rec)
         };
         if let Some(rec) = auto_remove {
-            // Docker: --rm also removes the container's anonymous volumes.
-            if self.teardown(&rec, true).is_empty() {
+            // Docker: --rm also removes the container's anonymous volumes. The runtime
+            // state, network and mount were released above.
+            if self.teardown_released(&rec, true).is_empty() {
                 self.emit_container(&rec, "destroy", &[]);
+            } else if let Ok(_lock) = self.records.lock(id) {
+                if let Ok(mut left) = self.records.load(id) {
+                    left.state = rec.state.clone();
+                    let _ = self.records.save(&left);
+                }
             }
         }
     }
@@ -995,6 +1027,7 @@ impl Engine {
             .take()
             .expect("stdout is piped")
             .read_to_string(&mut report);
+        self.unprime();
         read.map_err(spawn_err)?;
         let (message, command_exit_code) =
             match serde_json::from_str::<crate::monitor::Report>(report.trim()) {
@@ -1291,6 +1324,23 @@ pub fn human_duration(secs: i64) -> String {
         _ if s < 60 * 86400 => format!("{} weeks", s / (7 * 86400)),
         _ if s < 2 * 365 * 86400 => format!("{} months", s / (30 * 86400)),
         _ => format!("{} years", s / (365 * 86400)),
+    }
+}
+
+/// Makes the parent of `cgroup_path` (`/berth`, or `--cgroup-parent`) in every hierarchy and
+/// leaves it there, as podman leaves `libpod_parent`: the runtime then creates and removes
+/// only the container's own leaf, instead of making the parents for each container and
+/// removing them again after the last one (two mkdir/rmdir pairs per hierarchy and run on a
+/// cgroup v1 host, about a millisecond). Best effort: the runtime makes what is missing.
+fn ensure_cgroup_parent(cgroup_path: &str) {
+    let Some((parent, _)) = cgroup_path.rsplit_once('/') else {
+        return;
+    };
+    if parent.is_empty() {
+        return;
+    }
+    if let Ok(mut cg) = berth_runtime::cgroups::Cgroup::resolve(Some(parent), "parent") {
+        let _ = cg.create(None);
     }
 }
 

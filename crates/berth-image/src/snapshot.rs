@@ -24,7 +24,7 @@ use rustix::mount::{
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::store::{write_atomic, ImageRecord, Store, StoreError};
+use crate::store::{ImageRecord, Store, StoreError};
 
 /// How a snapshot's root filesystem is built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,11 +176,15 @@ impl Snapshotter {
             for d in ["upper", "work", "rootfs"] {
                 fs::create_dir(dir.join(d)).map_err(io("create snapshot directory"))?;
             }
-            // Recorded before the copy so the layers stay referenced while it runs.
-            write_atomic(
-                &dir.join("snapshot.json"),
-                &serde_json::to_vec_pretty(&rec).expect("snapshot record serialises"),
-            )?;
+            // Recorded before the copy so the layers stay referenced while it runs. Renamed
+            // into place, never seen half written, but not fsynced: like the container record
+            // it belongs to, it only has to survive a crash of berth, not of the host (an
+            // fsync here cost a millisecond of every `run` on this machine's disk).
+            let json = serde_json::to_vec_pretty(&rec).expect("snapshot record serialises");
+            let tmp = dir.join(format!(".tmp-{}-snapshot.json", std::process::id()));
+            fs::write(&tmp, json)
+                .and_then(|()| fs::rename(&tmp, dir.join("snapshot.json")))
+                .map_err(io("write snapshot.json"))?;
             if kind == SnapshotKind::Copy {
                 for c in &rec.chain_ids {
                     copy_layer(&self.store.layer_diff(c), &dir.join("rootfs"))
