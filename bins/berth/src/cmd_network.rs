@@ -111,6 +111,9 @@ fn inspect_json(e: &Engine, n: &NetworkConfig) -> Value {
 
 pub fn run(e: &Engine, cmd: NetworkCmd) -> Result<u8, Box<dyn std::error::Error>> {
     let nets = e.networks()?;
+    // Addresses and veths of exited containers the kernel has finished with are forgotten
+    // before anything is listed or changed (best effort).
+    let _ = nets.tidy();
     match cmd {
         NetworkCmd::Create {
             name,

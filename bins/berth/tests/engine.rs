@@ -1837,12 +1837,19 @@ fn bridge_gives_address_route_mac_and_outbound_nat() {
     assert_eq!(text(&out.stdout), "pong");
     let seen = server.wait_with_output().unwrap();
     assert_eq!(text(&seen.stdout).trim(), "192.0.2.1");
+    // The table belongs to the networks: it stays after the last container, with the
+    // default network's masquerade rule (assert_no_leaks checks that no port is left in it).
     let rules = fx
         .cmd("nft")
         .args(["list", "table", "ip", "berth"])
-        .output();
-    // The table is gone with the last container.
-    assert!(!rules.unwrap().status.success());
+        .output()
+        .unwrap();
+    assert!(rules.status.success(), "{}", text(&rules.stderr));
+    assert!(
+        text(&rules.stdout).contains("masquerade"),
+        "{}",
+        text(&rules.stdout)
+    );
     drop(remote);
     fx.assert_no_leaks();
 }
@@ -2480,5 +2487,94 @@ fn bad_flags_fail_before_a_pull() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!err.contains("Unable to find image"), "pulled first: {err}");
     }
+    fx.assert_no_leaks();
+}
+
+/// An exited container's veth is left to the kernel, which removes it with the container's
+/// network namespace; until then its address stays taken. A namespace someone still holds
+/// keeps the veth only for the grace period. The firewall table is applied once and comes
+/// back after a `nft flush ruleset`.
+#[test]
+fn released_veths_go_with_the_namespace_and_addresses_wait_for_them() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let ip_of = |name: &str| {
+        text(
+            &fx.berth(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", name])
+                .stdout,
+        )
+        .trim()
+        .to_owned()
+    };
+    let veth_count = || {
+        let links = fx.cmd("ip").args(["-o", "link"]).output().unwrap();
+        text(&links.stdout).matches(": vb").count()
+    };
+    assert!(fx
+        .run(&["-d", "--name", "held", "busybox", "sleep", "100"])
+        .status
+        .success());
+    let a_ip = ip_of("held");
+    assert!(!a_ip.is_empty());
+    // Something else holds a's network namespace (as a container joining it would).
+    let pid = text(
+        &fx.berth(&["inspect", "-f", "{{.State.Pid}}", "held"])
+            .stdout,
+    )
+    .trim()
+    .to_owned();
+    let mut holder = Command::new("nsenter")
+        .args([&format!("--net=/proc/{pid}/ns/net"), "sleep", "100"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(fx.berth(&["rm", "-f", "held"]).status.success());
+    // The veth is still there, so its address must not be handed out again.
+    assert_eq!(veth_count(), 1);
+    assert!(fx
+        .run(&["-d", "--name", "next", "busybox", "sleep", "100"])
+        .status
+        .success());
+    let b_ip = ip_of("next");
+    assert_ne!(a_ip, b_ip, "an address was reused while its veth existed");
+    assert_eq!(veth_count(), 2);
+    // After the grace period the next network command deletes the held veth itself.
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    assert!(fx.berth(&["network", "ls"]).status.success());
+    assert_eq!(veth_count(), 1, "the held veth outlived the grace period");
+    let _ = holder.kill();
+    let _ = holder.wait();
+
+    // Without a holder the kernel removes the veth by itself once the container is gone.
+    assert!(fx.berth(&["rm", "-f", "next"]).status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while veth_count() != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the kernel did not remove the veth"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // The rule set is applied once; a flushed ruleset is noticed and applied again.
+    assert!(fx
+        .cmd("nft")
+        .args(["flush", "ruleset"])
+        .status()
+        .unwrap()
+        .success());
+    assert!(fx.run(&["--rm", "busybox", "true"]).status.success());
+    let rules = fx
+        .cmd("nft")
+        .args(["list", "table", "ip", "berth"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&rules.stdout).contains("masquerade"),
+        "{}",
+        text(&rules.stderr)
+    );
     fx.assert_no_leaks();
 }

@@ -273,7 +273,9 @@ impl Engine {
     pub(crate) fn network_down(&self, id: &str) -> Vec<String> {
         match self.networks() {
             Ok(n) => {
-                let (had, problems) = n.release(id);
+                // Only called once the container's processes are gone: its veth goes with
+                // its network namespace, in the kernel (berth_net's `release_exited`).
+                let (had, problems) = n.release_exited(id);
                 for net in had {
                     self.refresh_hosts(&net);
                 }

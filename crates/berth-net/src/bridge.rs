@@ -26,6 +26,13 @@ pub const DEFAULT_NETWORK: &str = "bridge";
 pub const DEFAULT_BRIDGE: &str = "berth0";
 const DEFAULT_MTU: u32 = 1500;
 
+/// The extension of a lease whose veth is left to the kernel (see
+/// [`Networks::release_exited`]).
+const RELEASING: &str = "releasing";
+
+/// How long a releasing lease waits for the kernel before its veth is deleted by hand.
+const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Subnets tried in order for the default network: the first that overlaps no route of the
 /// host and no other Berth network wins.
 const DEFAULT_CANDIDATES: &[&str] = &[
@@ -344,7 +351,10 @@ impl Networks {
                 .map_err(io("listing", &net.path()))?
                 .flatten()
             {
-                if l.path().extension().is_some_and(|e| e == "tmp") {
+                if l.path()
+                    .extension()
+                    .is_some_and(|e| e == "tmp" || e == RELEASING)
+                {
                     continue;
                 }
                 if let Ok(b) = std::fs::read(l.path()) {
@@ -405,16 +415,113 @@ impl Networks {
         problems
     }
 
-    /// With the lock held: drops the table when no lease is left at all.
-    fn drop_table_if_unused(&self) {
-        if self.leases().map(|l| l.is_empty()).unwrap_or(false) {
-            nft::apply_best_effort(&nft::delete_table());
+    /// With the lock held: makes the firewall match the network records. The rule set is a
+    /// function of the networks alone, so it is applied only when it changed (or the table
+    /// is missing: a `nft flush ruleset`, a new network namespace): `nft.rules` keeps the
+    /// last script applied. A container without published ports then costs no nft process.
+    fn ensure_rules(&self) -> Result<(), NetError> {
+        let script = nft::ruleset(&self.rules()?);
+        let stamp = self.dir.join("nft.rules");
+        let current = std::fs::read_to_string(&stamp).is_ok_and(|s| s == script)
+            && nft::table_exists().unwrap_or(false);
+        if !current {
+            nft::apply(&script)?;
+            write_atomic(&stamp, script.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Leases given back by containers that exited, whose veth the kernel removes with
+    /// the container's network namespace (see [`Self::release_exited`]): the file, the
+    /// host veth's index and the lease.
+    fn releasing(&self) -> Vec<(PathBuf, u32, Lease)> {
+        let mut out = Vec::new();
+        let base = self.dir.join("leases");
+        for net in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            for l in std::fs::read_dir(net.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let path = l.path();
+                if path.extension().is_none_or(|e| e != RELEASING) {
+                    continue;
+                }
+                // <ip>.<ifindex>.releasing
+                let index = path
+                    .file_stem()
+                    .and_then(|s| Path::new(s).extension())
+                    .and_then(|i| i.to_str())
+                    .and_then(|i| i.parse().ok());
+                let lease = std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Lease>(&b).ok());
+                if let (Some(index), Some(lease)) = (index, lease) {
+                    out.push((path, index, lease));
+                } else {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        out
+    }
+
+    /// With the lock held: forgets the releasing leases whose veth is gone; deletes the veth
+    /// of those older than [`RELEASE_GRACE`] (a namespace still held by someone, e.g. a
+    /// container that joined it) before forgetting them. Returns the problems.
+    fn reap_releasing(&self, nl: &mut Option<Netlink>) -> Vec<String> {
+        let mut problems = Vec::new();
+        let pending = self.releasing();
+        if pending.is_empty() {
+            return problems;
+        }
+        if nl.is_none() {
+            match Netlink::new() {
+                Ok(n) => *nl = Some(n),
+                Err(e) => return vec![chain(&e)],
+            }
+        }
+        let n = nl.as_mut().expect("just made");
+        for (path, index, lease) in pending {
+            let alive = match n.link_by_index(index) {
+                Ok(link) => link.is_some_and(|l| l.name == lease.host_ifname),
+                Err(e) => {
+                    problems.push(chain(&e));
+                    continue;
+                }
+            };
+            if alive {
+                let age = std::fs::metadata(&path)
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.elapsed().ok())
+                    .unwrap_or_default();
+                if age < RELEASE_GRACE {
+                    continue;
+                }
+                if let Err(e) = n.delete_index(index, &lease.host_ifname) {
+                    problems.push(chain(&e));
+                    continue;
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        problems
+    }
+
+    /// Forgets what exited containers gave back (see [`Self::release_exited`]). For the
+    /// commands that list networks, and for tests waiting for the kernel.
+    pub fn tidy(&self) -> Vec<String> {
+        match self.lock() {
+            Ok(_lock) => self.reap_releasing(&mut None),
+            Err(e) => vec![chain(&e)],
         }
     }
 
     /// Releases leases whose supervisor is gone and whose container `running` says is not
     /// running (a `berth` killed mid-setup, or a supervisor SIGKILLed). With the lock held.
     fn sweep_locked(&self, nl: &mut Option<Netlink>, running: &dyn Fn(&str) -> bool) {
+        let _ = self.reap_releasing(nl);
         for lease in self.leases().unwrap_or_default() {
             if process_start_time(lease.pid) != Some(lease.start_time) && !running(&lease.container)
             {
@@ -442,7 +549,55 @@ impl Networks {
         for lease in &mine {
             problems.extend(self.undo_lease(&mut nl, lease));
         }
-        self.drop_table_if_unused();
+        (mine.into_iter().map(|l| l.network).collect(), problems)
+    }
+
+    /// [`Self::release`] for a container whose processes are all gone. Deleting a veth
+    /// waits for the kernel's RCU (10-40 ms on the test VM, most of a bridge `run --rm`),
+    /// while the kernel removes the pair by itself, off anyone's path, when it destroys
+    /// the container's network namespace. So the host veth is left to the kernel: the
+    /// published ports go now, and the lease is kept as `<ip>.<ifindex>.releasing`, its
+    /// address still taken, until the veth is seen gone (by the next attach, release or
+    /// listing). A veth still there after [`RELEASE_GRACE`] (a namespace someone else holds)
+    /// is deleted then.
+    pub fn release_exited(&self, id: &str) -> (Vec<String>, Vec<String>) {
+        let _lock = match self.lock() {
+            Ok(l) => l,
+            Err(e) => return (Vec::new(), vec![chain(&e)]),
+        };
+        let mut nl: Option<Netlink> = None;
+        let mut problems = Vec::new();
+        let mine = match self.leases_of(id) {
+            Ok(l) => l,
+            Err(e) => return (Vec::new(), vec![chain(&e)]),
+        };
+        if mine.is_empty() {
+            return (Vec::new(), problems);
+        }
+        for lease in &mine {
+            let link = match nl.as_mut() {
+                Some(n) => n.link(&lease.host_ifname),
+                None => Netlink::new().and_then(|mut n| {
+                    let l = n.link(&lease.host_ifname);
+                    nl = Some(n);
+                    l
+                }),
+            };
+            let path = self.lease_dir(&lease.network).join(lease.ip.to_string());
+            match link {
+                Ok(Some(l)) => {
+                    if !lease.ports.is_empty() {
+                        nft::apply_best_effort(&nft::delete_ports(&lease.ports));
+                    }
+                    let to = path.with_file_name(format!("{}.{}.{RELEASING}", lease.ip, l.index));
+                    if std::fs::rename(&path, &to).is_err() {
+                        problems.extend(self.undo_lease(&mut nl, lease));
+                    }
+                }
+                // Already gone (or unknowable): the ordinary release.
+                _ => problems.extend(self.undo_lease(&mut nl, lease)),
+            }
+        }
         (mine.into_iter().map(|l| l.network).collect(), problems)
     }
 
@@ -473,8 +628,10 @@ impl Networks {
                 network: cfg.name.clone(),
             });
         }
+        // Addresses of releasing leases stay taken until their veth is gone.
         let used: Vec<Ipv4Addr> = leases
             .iter()
+            .chain(self.releasing().iter().map(|(_, _, l)| l))
             .filter(|l| l.network == cfg.name)
             .map(|l| l.ip)
             .collect();
@@ -545,7 +702,6 @@ impl Networks {
             }),
             Err(e) => {
                 let _ = self.undo_lease(&mut nl, &lease);
-                self.drop_table_if_unused();
                 Err(e)
             }
         }
@@ -591,22 +747,34 @@ impl Networks {
             &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", cfg.bridge),
             "1",
         )?;
-        // 3. The firewall: the whole static rule set and this lease's ports, atomically.
-        let mut script = nft::ruleset(&self.rules()?);
-        script.push_str(&nft::add_ports(&lease.ports));
-        nft::apply(&script)?;
+        // 3. The firewall: the static rule set (when it changed), then this lease's ports.
+        self.ensure_rules()?;
+        if !lease.ports.is_empty() {
+            nft::apply(&nft::add_ports(&lease.ports))?;
+        }
         // 4. The veth pair, the peer born inside the container's namespace.
         let ns = std::fs::File::open(req.netns).map_err(|source| NetError::Netns {
             path: req.netns.to_owned(),
             source,
         })?;
-        host.create_veth(
-            &lease.host_ifname,
-            req.ifname,
-            ns.as_fd(),
-            mac_for(lease.ip),
-            cfg.mtu,
-        )?;
+        let veth = |host: &mut Netlink| {
+            host.create_veth(
+                &lease.host_ifname,
+                req.ifname,
+                ns.as_fd(),
+                mac_for(lease.ip),
+                cfg.mtu,
+            )
+        };
+        match veth(host) {
+            // The veth of this container's previous run, still waiting for the kernel to
+            // destroy its namespace (a restart): removed now.
+            Err(e) if e.errno() == Some(nix::errno::Errno::EEXIST) => {
+                host.delete_link(&lease.host_ifname)?;
+                veth(host)?;
+            }
+            other => other?,
+        }
         host.attach_to_bridge(&lease.host_ifname, &cfg.bridge)?;
         // 5. Inside: address, links up, default route (none on an internal network, as
         //    Docker: nothing outside is reachable anyway).
@@ -744,12 +912,23 @@ impl Networks {
         }
         let path = self.record_path(name);
         std::fs::remove_file(&path).map_err(io("removing", &path))?;
-        let _ = std::fs::remove_dir(self.lease_dir(name));
-        Netlink::new()?.delete_link(&cfg.bridge)?;
-        if !leases.is_empty() {
-            // Other networks still hold containers: their rules stay, this one's go.
-            nft::apply(&nft::ruleset(&self.rules()?))?;
+        let mut nl = Netlink::new()?;
+        // Veths of exited containers of this network still on the bridge go first.
+        for (path, index, lease) in self.releasing() {
+            if lease.network == name {
+                if nl
+                    .link_by_index(index)?
+                    .is_some_and(|l| l.name == lease.host_ifname)
+                {
+                    nl.delete_index(index, &lease.host_ifname)?;
+                }
+                let _ = std::fs::remove_file(path);
+            }
         }
+        let _ = std::fs::remove_dir(self.lease_dir(name));
+        nl.delete_link(&cfg.bridge)?;
+        // The other networks' rules stay, this one's go.
+        self.ensure_rules()?;
         Ok(cfg)
     }
 
@@ -766,7 +945,6 @@ impl Networks {
             })?;
         let mut nl = None;
         let problems = self.undo_lease(&mut nl, &lease);
-        self.drop_table_if_unused();
         match problems.into_iter().next() {
             None => Ok(()),
             Some(p) => Err(NetError::Teardown(p)),

@@ -201,6 +201,24 @@ impl Netlink {
         }
     }
 
+    /// The link with index `index`, or `None` when there is none.
+    pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>, NetlinkError> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        match self.request(
+            RouteNetlinkMessage::GetLink(m),
+            0,
+            &format!("looking up link {index}"),
+        ) {
+            Ok(answers) => Ok(answers.into_iter().find_map(|a| match a {
+                RouteNetlinkMessage::NewLink(l) => Some(link_of(&l)),
+                _ => None,
+            })),
+            Err(e) if e.errno() == Some(nix::errno::Errno::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn set_link(
         &mut self,
         index: u32,
@@ -299,8 +317,13 @@ impl Netlink {
         let Some(link) = self.link(name)? else {
             return Ok(());
         };
+        self.delete_index(link.index, name)
+    }
+
+    /// Deletes the link with index `index` (called `name` in errors); gone is success.
+    pub fn delete_index(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
         let mut m = LinkMessage::default();
-        m.header.index = link.index;
+        m.header.index = index;
         match self.request(
             RouteNetlinkMessage::DelLink(m),
             0,

@@ -189,6 +189,55 @@ pub fn delete_table() -> String {
     format!("delete table ip {TABLE}\n")
 }
 
+/// Whether table `ip berth` exists in this network namespace: one `NFT_MSG_GETTABLE` over
+/// nfnetlink (microseconds), where `nft list table` would cost a process (milliseconds). The
+/// message is written by hand: no maintained crate covers nf_tables requests this small
+/// (docs/decisions/0004-crates.md).
+pub fn table_exists() -> Result<bool, std::io::Error> {
+    use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+    const NFNL_SUBSYS_NFTABLES: u16 = 10;
+    const NFT_MSG_NEWTABLE: u16 = 0;
+    const NFT_MSG_GETTABLE: u16 = 1;
+    const NFTA_TABLE_NAME: u16 = 1;
+    const NLMSG_ERROR: u16 = 2;
+    const NFPROTO_IPV4: u8 = 2;
+    let mut socket = Socket::new(NETLINK_NETFILTER)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let name = format!("{TABLE}\0");
+    let attr_len = 4 + name.len();
+    let padded = (attr_len + 3) & !3;
+    let len = 16 + 4 + padded;
+    let mut msg = Vec::with_capacity(len);
+    msg.extend_from_slice(&(len as u32).to_ne_bytes());
+    msg.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE).to_ne_bytes());
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
+    msg.extend_from_slice(&flags.to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
+    msg.extend_from_slice(&[NFPROTO_IPV4, 0, 0, 0]); // nfgenmsg: family, version, res_id
+    msg.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+    msg.extend_from_slice(&NFTA_TABLE_NAME.to_ne_bytes());
+    msg.extend_from_slice(name.as_bytes());
+    msg.resize(len, 0);
+    socket.send(&msg, 0)?;
+    let (answer, _) = socket.recv_from_full()?;
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "short nfnetlink answer");
+    let kind = u16::from_ne_bytes(answer.get(4..6).ok_or_else(bad)?.try_into().unwrap());
+    if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
+        return Ok(true);
+    }
+    if kind != NLMSG_ERROR {
+        return Err(bad());
+    }
+    let code = i32::from_ne_bytes(answer.get(16..20).ok_or_else(bad)?.try_into().unwrap());
+    match -code {
+        0 => Ok(true),
+        libc::ENOENT => Ok(false),
+        errno => Err(std::io::Error::from_raw_os_error(errno)),
+    }
+}
+
 /// Runs `script` as one nft transaction.
 pub fn apply(script: &str) -> Result<(), NftError> {
     let mut child = Command::new("nft")
