@@ -35,6 +35,49 @@ pub struct PruneArgs {
     volumes: bool,
 }
 
+#[derive(clap::Args)]
+pub struct ResetArgs {
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    force: bool,
+}
+
+/// `berth system reset` (podman's): every container, image, volume and network gone, and
+/// what Berth changed on the host (firewall table, `ip_forward`, its cgroup parent) undone.
+pub fn reset(e: &Engine, a: ResetArgs) -> Res {
+    if !a.force {
+        eprint!(
+            "WARNING! This will remove:\n  - all containers (running ones are killed)\n  \
+             - all images\n  - all volumes\n  - all networks, Berth's firewall table, and \
+             ip_forward if Berth turned it on\n\nAre you sure you want to continue? [y/N] "
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("berth: system reset cancelled");
+            return Ok(1);
+        }
+    }
+    let mut problems = e.reset();
+    match Store::open(&e.root) {
+        Ok(store) => {
+            if let Err(err) = prune_images(&store, true) {
+                problems.push(err.to_string());
+            }
+        }
+        Err(err) => problems.push(berth_engine::exec::chain(&err)),
+    }
+    if problems.is_empty() {
+        Ok(0)
+    } else {
+        for p in &problems {
+            eprintln!("berth: system reset: {p}");
+        }
+        Ok(125)
+    }
+}
+
 fn read(path: &str) -> String {
     std::fs::read_to_string(path)
         .unwrap_or_default()

@@ -135,6 +135,9 @@ enum SystemCmd {
     },
     /// Remove stopped containers and dangling (with -a: unused) images.
     Prune(cmd_system::PruneArgs),
+    /// Remove everything: all containers (running ones too), images, volumes and networks;
+    /// Berth's firewall table and ip_forward as they were before Berth.
+    Reset(cmd_system::ResetArgs),
     /// Display system-wide information.
     Info(cmd_system::FormatArgs),
     /// Show the events (as `berth events`).
@@ -364,6 +367,9 @@ fn run(cli: Cli) -> Res {
         Cmd::System(SystemCmd::Df { format }) => cmd_run::exit_with(
             cmd_run::engine(&root).and_then(|e| cmd_system::df(&e, format.as_deref())),
         ),
+        Cmd::System(SystemCmd::Reset(a)) => {
+            cmd_run::exit_with(cmd_run::engine(&root).and_then(|e| cmd_system::reset(&e, a)))
+        }
         Cmd::System(SystemCmd::Prune(a)) => {
             cmd_run::exit_with(cmd_run::engine(&root).and_then(|e| cmd_system::prune(&e, a)))
         }

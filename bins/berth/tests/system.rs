@@ -355,3 +355,72 @@ fn system_prune_volumes_removes_unused_anonymous_volumes() {
     ok_text(fx.berth(&["volume", "rm", "named"]));
     fx.assert_no_leaks();
 }
+
+/// `system reset` removes every container (running ones too), image, volume and network, and
+/// undoes what Berth changed in the network namespace: bridge, veths, the nft table and
+/// `ip_forward`; and the cgroup parent it kept.
+#[test]
+fn system_reset_removes_everything_and_restores_the_host() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    let forward = || {
+        ok_text(
+            fx.cmd("cat")
+                .arg("/proc/sys/net/ipv4/ip_forward")
+                .output()
+                .unwrap(),
+        )
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(forward(), "0", "a new namespace forwards nothing");
+    ok_text(fx.berth(&["network", "create", "resetnet"]));
+    ok_text(fx.berth(&["volume", "create", "resetvol"]));
+    ok_text(fx.run(&[
+        "-d",
+        "--name",
+        "up",
+        "-p",
+        "18080:80",
+        "-v",
+        "resetvol:/data",
+        "busybox",
+        "sleep",
+        "100",
+    ]));
+    ok_text(fx.run(&["-d", "--network", "resetnet", "busybox", "sleep", "100"]));
+    ok_text(fx.run(&["--network", "none", "busybox", "true"]));
+    assert_eq!(forward(), "1");
+    let parent = std::path::Path::new("/sys/fs/cgroup/pids").join(&fx.cgroup_parent[1..]);
+    assert!(parent.is_dir(), "the engine keeps its cgroup parent");
+
+    // Without -f it asks, and "n" changes nothing.
+    let mut asked = fx
+        .cmd(BERTH)
+        .args(["--root", fx.root().to_str().unwrap(), "system", "reset"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    asked.stdin.take().unwrap().write_all(b"n\n").unwrap();
+    assert!(!asked.wait_with_output().unwrap().status.success());
+    assert_eq!(ok_text(fx.berth(&["ps", "-aq"])).lines().count(), 3);
+
+    ok_text(fx.berth(&["system", "reset", "-f"]));
+    assert_eq!(ok_text(fx.berth(&["ps", "-aq"])), "");
+    assert_eq!(ok_text(fx.berth(&["images", "-q"])), "");
+    assert_eq!(ok_text(fx.berth(&["volume", "ls", "-q"])), "");
+    let links = ok_text(fx.cmd("ip").args(["-o", "link"]).output().unwrap());
+    assert!(
+        !links.contains("berth0") && !links.contains(": br-") && !links.contains(": vb"),
+        "{links}"
+    );
+    let tables = ok_text(fx.cmd("nft").args(["list", "tables"]).output().unwrap());
+    assert!(!tables.contains("berth"), "{tables}");
+    assert_eq!(forward(), "0", "ip_forward not restored");
+    assert!(!parent.exists(), "cgroup parent left");
+    fx.assert_no_leaks();
+}

@@ -199,6 +199,50 @@ impl Engine {
         }
     }
 
+    /// `berth system reset`, except the images (the caller's store): every container
+    /// (running ones killed) with its anonymous volumes, every named volume, every network
+    /// with its bridge and veths, Berth's nftables table, `ip_forward` restored, and the cgroup
+    /// parents the engine keeps (`/berth` or the configured one, and those of the containers
+    /// removed; one that still holds another root's containers stays). Best effort: carries on past failures and returns them.
+    pub fn reset(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut parents = vec![self
+            .config
+            .runtime
+            .cgroup_parent
+            .clone()
+            .unwrap_or_else(|| "/berth".into())];
+        for rec in self.list().unwrap_or_default() {
+            if let Some((p, _)) = rec.cgroup_path.rsplit_once('/') {
+                if !p.is_empty() && !parents.iter().any(|q| q == p) {
+                    parents.push(p.to_owned());
+                }
+            }
+            if let Err(e) = self.remove_with_volumes(&rec.id, true, true) {
+                problems.push(crate::exec::chain(&e));
+            }
+        }
+        if let Err(e) = self.volume_prune(true, |_| false) {
+            problems.push(crate::exec::chain(&e));
+        }
+        match self.networks() {
+            Ok(n) => problems.extend(n.reset()),
+            Err(e) => problems.push(crate::exec::chain(&e)),
+        }
+        if let Ok(layout) = berth_runtime::cgroups::Layout::detect() {
+            for h in &layout.hierarchies {
+                for parent in &parents {
+                    if let Ok(dir) = h.dir_of(parent) {
+                        if dir != h.mount_point {
+                            let _ = std::fs::remove_dir(dir);
+                        }
+                    }
+                }
+            }
+        }
+        problems
+    }
+
     /// `berth container prune`: removes every container that is not running; returns their ids.
     pub fn prune(&self) -> Result<Vec<String>, ManageError> {
         let mut removed = Vec::new();

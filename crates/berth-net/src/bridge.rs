@@ -932,6 +932,70 @@ impl Networks {
         Ok(cfg)
     }
 
+    /// `berth system reset`: everything Berth's networking put on the host, gone: every
+    /// lease and its veth, every network's record and bridge, the `ip berth` table, and
+    /// `net.ipv4.ip_forward` back to 0 if Berth turned it on. Call it once no container runs.
+    /// Best effort: carries on past failures and returns them.
+    pub fn reset(&self) -> Vec<String> {
+        let _lock = match self.lock() {
+            Ok(l) => l,
+            Err(e) => return vec![chain(&e)],
+        };
+        let mut problems = Vec::new();
+        let mut nl = match Netlink::new() {
+            Ok(n) => Some(n),
+            Err(e) => {
+                problems.push(chain(&e));
+                None
+            }
+        };
+        for lease in self.leases().unwrap_or_default() {
+            problems.extend(self.undo_lease(&mut nl, &lease));
+        }
+        for (path, index, lease) in self.releasing() {
+            if let Some(n) = nl.as_mut() {
+                if n.link_by_index(index)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|l| l.name == lease.host_ifname)
+                {
+                    if let Err(e) = n.delete_index(index, &lease.host_ifname) {
+                        problems.push(chain(&e));
+                    }
+                }
+            }
+            let _ = std::fs::remove_file(path);
+        }
+        for cfg in self.list().unwrap_or_default() {
+            if let Some(n) = nl.as_mut() {
+                if let Err(e) = n.delete_link(&cfg.bridge) {
+                    problems.push(chain(&e));
+                }
+            }
+            let _ = std::fs::remove_dir(self.lease_dir(&cfg.name));
+            let path = self.record_path(&cfg.name);
+            if let Err(e) = std::fs::remove_file(&path) {
+                problems.push(format!("removing {}: {e}", path.display()));
+            }
+        }
+        if nft::table_exists().unwrap_or(true) {
+            if let Err(e) = nft::apply(&nft::delete_table()) {
+                problems.push(chain(&e));
+            }
+        }
+        let _ = std::fs::remove_file(self.dir.join("nft.rules"));
+        let orig = self.dir.join("ip_forward.orig");
+        if let Ok(v) = std::fs::read_to_string(&orig) {
+            match write_sysctl("/proc/sys/net/ipv4/ip_forward", v.trim()) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&orig);
+                }
+                Err(e) => problems.push(chain(&e)),
+            }
+        }
+        problems
+    }
+
     /// Detaches container `id` from `network` only (`network disconnect`).
     pub fn release_from(&self, id: &str, network: &str) -> Result<(), NetError> {
         let _lock = self.lock()?;
