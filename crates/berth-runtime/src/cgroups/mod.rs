@@ -20,7 +20,6 @@ pub(crate) mod devices;
 pub mod layout;
 pub mod oom;
 mod plan;
-pub mod prime;
 pub mod stats;
 
 use std::fmt;

@@ -87,9 +87,6 @@ pub struct Created {
 
 /// Creates container `id` from `opts.bundle`.
 pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Created, CreateError> {
-    // Pays the cgroup migration lock's grace period while the spec is read and the cgroup
-    // made (none if the engine already started one).
-    let _primer = crate::cgroups::prime::prime();
     let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| CreateError::Bundle {
         path: opts.bundle.clone(),
         source,
