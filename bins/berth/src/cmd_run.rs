@@ -764,7 +764,6 @@ fn cmd_run(e: &Engine, a: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
     if a.tty && a.interactive && !a.detach && !std::io::stdin().is_terminal() {
         return Err(berth_engine::attach::AttachError::NotATty.into());
     }
-    e.prime_start();
     let rec = e.create(&opts, true)?;
     if a.tty && !a.detach {
         // A terminal is served by the monitor and we attach to it from the first byte, as
@@ -808,7 +807,6 @@ fn start_failed(err: StartError) -> Result<u8, Box<dyn std::error::Error>> {
 }
 
 fn cmd_start(e: &Engine, a: StartArgs) -> Result<u8, Box<dyn std::error::Error>> {
-    e.prime_start();
     if a.attach || a.interactive {
         if a.containers.len() != 1 {
             return Err("you cannot start and attach multiple containers at once".into());

@@ -70,9 +70,6 @@ pub struct Engine {
     pub config: config::Config,
     /// The file they came from, if any (the monitor is given it too).
     pub config_file: Option<PathBuf>,
-    /// Warms the kernel's cgroup migration lock while a start is being prepared (see
-    /// [`Engine::prime_start`]); taken and stopped once the container's process has moved.
-    primer: std::sync::Arc<std::sync::Mutex<Option<berth_runtime::cgroups::prime::Primer>>>,
 }
 
 /// Why the engine's directories could not be opened.
@@ -123,26 +120,7 @@ impl Engine {
             events_max_size: config.events_max_size(),
             config: config.clone(),
             config_file,
-            primer: Default::default(),
         })
-    }
-
-    /// Call when a container is about to be started (`run`, `start`): on hosts with cgroup
-    /// v1 hierarchies, the first move of a process between cgroups waits out an RCU grace
-    /// period (7-15 ms here); a primer process pays it while the rootfs and spec are made.
-    /// Best effort, and stopped as soon as the start has moved its process.
-    pub fn prime_start(&self) {
-        if let Ok(mut p) = self.primer.lock() {
-            if p.is_none() {
-                *p = berth_runtime::cgroups::prime::prime();
-            }
-        }
-    }
-
-    /// Stops the primer of [`Self::prime_start`], if one runs.
-    fn unprime(&self) {
-        let primer = self.primer.lock().ok().and_then(|mut p| p.take());
-        drop(primer);
     }
 
     /// The log driver a container gets without `--log-driver`.

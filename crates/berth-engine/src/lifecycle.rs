@@ -789,10 +789,7 @@ impl Engine {
             ..Default::default()
         };
         ensure_cgroup_parent(&rec.cgroup_path);
-        let created = ops::create::create(&self.runtime, &id, &opts);
-        // The container's process has joined its cgroup: the primer's work is done.
-        self.unprime();
-        let res = created
+        let res = ops::create::create(&self.runtime, &id, &opts)
             .map_err(|source| StartError::Create {
                 id: id.clone(),
                 source: Box::new(source),
@@ -1027,7 +1024,6 @@ impl Engine {
             .take()
             .expect("stdout is piped")
             .read_to_string(&mut report);
-        self.unprime();
         read.map_err(spawn_err)?;
         let (message, command_exit_code) =
             match serde_json::from_str::<crate::monitor::Report>(report.trim()) {
