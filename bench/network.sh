@@ -71,8 +71,54 @@ for pass in 1 2; do
     time_cmd "berth run --rm --network none" "${B[@]}" run --rm --network none --cgroup-parent $CG busybox true
     time_cmd "podman run --rm --network none" "${P[@]}" run --rm --network none --ulimit nproc=4096:4096 --ulimit nofile=1024:1024 localhost/busybox true
 done
+# 100 published ports, against none: the time of `run -d` (setup of the rules), the
+# supervisor's private memory (berth's monitor, podman's conmon) and every other process the
+# engine keeps per container (a per-port proxy would show here).
+rss_anon_kb() {
+    local pattern=$1 total=0 n=0
+    for pid in $(pgrep -f -- "$pattern"); do
+        kb=$(awk '/^RssAnon:/ {print $2}' /proc/$pid/status 2>/dev/null || echo 0)
+        total=$((total + ${kb:-0})); n=$((n + 1))
+    done
+    echo "$total $n"
+}
+wall_ms() {
+    python3 - "$@" <<'PY'
+import subprocess, sys, time
+t0 = time.perf_counter()
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(f"{(time.perf_counter() - t0) * 1000:.1f}")
+PY
+}
+PRUN=(--ulimit nproc=4096:4096 --ulimit nofile=1024:1024)
+# Processes living in the bench's namespace (supervisors, proxies; containers have their own).
+ns_procs() {
+    local want n=0
+    want="net:[$(stat -L -c %i "$NS")]"
+    for l in /proc/[0-9]*/ns/net; do
+        [ "$(readlink "$l" 2>/dev/null)" = "$want" ] && n=$((n + 1))
+    done
+    echo "$n"
+}
+for ports in 0 100; do
+    pub=()
+    [ "$ports" = 100 ] && pub=(-p 20000-20099:8000-8099)
+    before=$(ns_procs)
+    bt=$(wall_ms "${B[@]}" run -d --name p$ports "${pub[@]}" --cgroup-parent $CG busybox sleep 1000)
+    mid=$(ns_procs)
+    pt=$(wall_ms "${P[@]}" run -d --name p$ports --network bridge "${pub[@]}" "${PRUN[@]}" localhost/busybox sleep 1000)
+    after=$(ns_procs)
+    read -r bkb _ < <(rss_anon_kb "$W/berth.*container-monitor")
+    read -r pkb _ < <(rss_anon_kb "conmon .*$W/podman")
+    echo "$ports published ports: run -d berth $bt ms, podman $pt ms; processes added in the namespace: berth $((mid - before)), podman $((after - mid)); supervisor RssAnon berth $bkb kB, podman $pkb kB"
+    "${B[@]}" rm -f p$ports >/dev/null
+    "${P[@]}" rm -f -t 0 p$ports >/dev/null
+done
 echo "load after: $(cat /proc/loadavg)"
-# Nothing of either engine is left in the namespace once the containers are gone.
+# Nothing of either engine's containers is left in the namespace: Berth's table holds no port
+# element once they are gone (the table and the bridge stay with the network, like podman's).
 in_ns nft list tables
+in_ns nft list map ip berth ports_any
+"${B[@]}" network ls >/dev/null # forgets the leases of veths the kernel has removed
 in_ns ip -o link | cut -d: -f2
 rmdir /sys/fs/cgroup/*/berth-bench/net /sys/fs/cgroup/*/berth-bench 2>/dev/null || true
