@@ -9,6 +9,7 @@
 //! image/images/<id hex>.json     one record per image; the ID is the config digest
 //! image/tags.json                name:tag -> image ID
 //! image/tmp/                     partial downloads (kept for resume) and layers being extracted
+//!                                (marked FS_TOPDIR_FL, see `spread_subdirectories`)
 //! image/locks/                   flock(2) files
 //! snapshots/<container id>/      container snapshots (see snapshot.rs)
 //! ```
@@ -157,6 +158,35 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     fs::rename(&tmp, path).map_err(io_err("rename into place", path))
 }
 
+/// Marks `dir` as the top of independent directory hierarchies (`chattr +T`, `FS_TOPDIR_FL`,
+/// ioctl_iflags(2)), so ext4's Orlov allocator places each directory created in it (one per
+/// layer being extracted) in a block group of its own choosing, instead of next to its parent.
+///
+/// Why: ext4 without a journal skips free inodes that were deleted recently (fs/ext4/ialloc.c,
+/// `find_inode_bit` -> `recently_deleted`: within `dirty_expire_centisecs`, plus five minutes
+/// while the inode table block is dirty), and restarts that scan at the start of the group for
+/// every new inode. After images or containers were removed from the store, every file created
+/// in the same group walks past all those inodes: 3000 small files took 1.2 s of `openat` on
+/// the bench machine, 0.12 s once the layer directory sat in a fresh group. Spreading also keeps
+/// layers extracted in parallel off each other's group locks. A hint only: filesystems without
+/// the flag (tmpfs, xfs, btrfs) refuse it, and the store works the same.
+fn spread_subdirectories(dir: &Path) {
+    use rustix::fs::{IFlags, Mode, OFlags};
+    let Ok(fd) = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    // Read-modify-write, as chattr(1) does: the other flags (extents, noatime...) stay.
+    if let Ok(flags) = rustix::fs::ioctl_getflags(&fd) {
+        if !flags.contains(IFlags::TOPDIR) {
+            let _ = rustix::fs::ioctl_setflags(&fd, flags | IFlags::TOPDIR);
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store under `root` (default `/var/lib/berth`).
     pub fn open(root: &Path) -> Result<Self, StoreError> {
@@ -165,6 +195,7 @@ impl Store {
             let p = image.join(d);
             fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
         }
+        spread_subdirectories(&image.join("tmp"));
         let snaps = root.join("snapshots");
         fs::create_dir_all(&snaps).map_err(io_err("create directory", &snaps))?;
         Ok(Self {
@@ -678,4 +709,44 @@ pub fn dir_size(p: &Path) -> u64 {
         total
     }
     walk(p, &mut BTreeSet::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fs::{IFlags, Mode, OFlags};
+
+    fn dir_flags(p: &Path) -> rustix::io::Result<IFlags> {
+        let fd = rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+        rustix::fs::ioctl_getflags(&fd)
+    }
+
+    #[test]
+    fn tmp_dir_spreads_layer_directories_where_the_filesystem_can() {
+        let t = tempfile::tempdir().unwrap();
+        // Does this filesystem take FS_TOPDIR_FL at all? (ext4 does; tmpfs, xfs, btrfs do not.)
+        let probe = t.path().join("probe");
+        fs::create_dir(&probe).unwrap();
+        let supported = dir_flags(&probe)
+            .and_then(|f| {
+                let fd = rustix::fs::open(&probe, OFlags::RDONLY, Mode::empty())?;
+                rustix::fs::ioctl_setflags(&fd, f | IFlags::TOPDIR)
+            })
+            .is_ok();
+        let store = Store::open(&t.path().join("root")).unwrap();
+        if !supported {
+            eprintln!("skipping the flag check: the filesystem has no FS_TOPDIR_FL");
+            return;
+        }
+        let flags = dir_flags(&store.tmp_dir()).unwrap();
+        assert!(flags.contains(IFlags::TOPDIR), "{flags:?}");
+        // Opening again keeps it, and other directories are left alone.
+        let store = Store::open(&t.path().join("root")).unwrap();
+        assert!(dir_flags(&store.tmp_dir())
+            .unwrap()
+            .contains(IFlags::TOPDIR));
+        assert!(!dir_flags(&store.image.join("blobs"))
+            .unwrap()
+            .contains(IFlags::TOPDIR));
+    }
 }
