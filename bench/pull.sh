@@ -14,7 +14,8 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 BERTH=${BERTH:-$HERE/target/release/berth}
 [ -x "$BERTH" ] || (cd "$HERE" && cargo build --release -p berth)
 
-W=$(mktemp -d /var/tmp/berth-pull-bench.XXXXXX)
+# BENCH_TMPDIR: where the registry, the image and every store live (default /var/tmp).
+W=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/berth-pull-bench.XXXXXX")
 REG_PID=
 cleanup() {
     # Only the registry this script started, by PID.
