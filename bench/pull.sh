@@ -1,9 +1,11 @@
 #!/bin/bash
 # Cold image pulls from a local registry: berth vs `podman pull` vs `skopeo copy` to an OCI dir,
-# measured in the same run with hyperfine. Also: pulls with the base layers already present, and
-# the peak RSS of each puller (GNU time).
+# measured in the same run, runs interleaved, timed with python3 (perf_counter and wait4). Also:
+# pulls with the base layers already present, and the CPU time and peak RSS of each puller
+# (wait4's rusage; GNU time too when installed).
 #
-# Usage: bench/pull.sh [RUNS]   (as root; needs docker-registry, umoci, skopeo, podman, hyperfine)
+# Usage: bench/pull.sh [RUNS]   (as root; needs docker-registry, umoci, skopeo, podman, jq, python3)
+# COLD_ONLY=1 skips the base-present and GNU time sections.
 # The berth binary is target/release/berth (built if missing).
 set -euo pipefail
 
@@ -12,7 +14,8 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 BERTH=${BERTH:-$HERE/target/release/berth}
 [ -x "$BERTH" ] || (cd "$HERE" && cargo build --release -p berth)
 
-W=$(mktemp -d /var/tmp/berth-pull-bench.XXXXXX)
+# BENCH_TMPDIR: where the registry, the image and every store live (default /var/tmp).
+W=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/berth-pull-bench.XXXXXX")
 REG_PID=
 cleanup() {
     # Only the registry this script started, by PID.
@@ -70,34 +73,72 @@ P="podman --root $W/podman --runroot $W/podman-run --storage-driver overlay"
 S="skopeo copy -q --src-tls-verify=false"
 CLEAN="rm -rf --one-file-system $W/berth $W/podman $W/podman-run $W/skopeo"
 
-echo "== cold pull ($RUNS runs each)"
-hyperfine -N --runs "$RUNS" --export-markdown "$W/cold.md" \
-    --prepare "$CLEAN" \
-    -n berth "$B pull -q $REG/bench:1" \
-    -n podman "$P pull -q --tls-verify=false $REG/bench:1" \
-    -n skopeo-oci "$S docker://$REG/bench:1 oci:$W/skopeo:bench"
-cat "$W/cold.md"
+# bench RUNS: reads "label<TAB>prepare<TAB>command" lines on stdin; runs the labels round-robin
+# (so a load spike on this shared machine hits every puller alike), each timed run after its own
+# prepare command, and prints per label the median, mean and sd of the wall time
+# (time.perf_counter around fork..wait4) plus median user/sys CPU and peak RSS from wait4's
+# rusage (the numbers GNU time reports). hyperfine is not installed on the bench machines.
+bench() {
+    python3 -c '
+import os, shlex, statistics, subprocess, sys, time
+runs = int(sys.argv[1])
+rows = [l.rstrip("\n").split("\t") for l in sys.stdin if l.strip()]
+res = {label: [] for label, _, _ in rows}
+for _ in range(runs):
+    for label, prep, cmd in rows:
+        subprocess.run(["sh", "-c", prep], check=True, stdout=subprocess.DEVNULL)
+        t0 = time.perf_counter()
+        p = subprocess.Popen(shlex.split(cmd), stdout=subprocess.DEVNULL)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"{label}: {cmd} failed ({status})")
+        res[label].append((wall, ru.ru_utime, ru.ru_stime, ru.ru_maxrss))
+print("| puller | wall median | wall mean ± sd | user (median) | sys (median) | peak RSS (median) |")
+print("| --- | --- | --- | --- | --- | --- |")
+med = {}
+for label, xs in res.items():
+    w = [x[0] for x in xs]
+    sd = statistics.stdev(w) if len(w) > 1 else 0.0
+    med[label] = statistics.median(w)
+    print(f"| {label} | {med[label]:.2f} s | {statistics.mean(w):.2f} s ± {sd:.2f} "
+          f"| {statistics.median(x[1] for x in xs):.2f} s | {statistics.median(x[2] for x in xs):.2f} s "
+          f"| {statistics.median(x[3] for x in xs) / 1024:.1f} MiB |")
+if "berth" in med and "podman" in med:
+    ratio = med["berth"] / med["podman"]
+    print(f"\nberth / podman (wall medians): {ratio:.2f}")
+' "$@"
+}
 
-echo "== base layer present ($RUNS runs each)"
-# -N runs prepare commands without a shell too: wrap the two steps in sh -c.
-hyperfine -N --runs "$RUNS" --export-markdown "$W/warm.md" \
-    -n berth --prepare "sh -c '$CLEAN && $B pull -q $REG/base:1'" "$B pull -q $REG/bench:1" \
-    -n podman --prepare "sh -c '$CLEAN && $P pull -q --tls-verify=false $REG/base:1'" \
-    "$P pull -q --tls-verify=false $REG/bench:1"
-cat "$W/warm.md"
+echo "== cold pull ($RUNS runs each, interleaved)"
+bench "$RUNS" <<EOF
+berth	$CLEAN	$B pull -q $REG/bench:1
+podman	$CLEAN	$P pull -q --tls-verify=false $REG/bench:1
+skopeo-oci	$CLEAN	$S docker://$REG/bench:1 oci:$W/skopeo:bench
+EOF
 
-echo "== peak RSS of a cold pull (GNU time, KiB)"
-for tool in berth podman skopeo; do
-    eval "$CLEAN"
-    case $tool in
-    berth) cmd="$B pull -q $REG/bench:1" ;;
-    podman) cmd="$P pull -q --tls-verify=false $REG/bench:1" ;;
-    skopeo) cmd="$S docker://$REG/bench:1 oci:$W/skopeo:bench" ;;
-    esac
-    /usr/bin/time -f "$tool %M KiB %e s (user %U s, sys %S s)" $cmd >/dev/null
-    if [ $tool = berth ]; then
-        du -sh "$W/berth/image/layers" | sed 's/^/berth unpacked layers: /'
-        du -sh "$W/berth/image/blobs" | sed 's/^/berth kept blobs: /'
-    fi
-done
+[ "${COLD_ONLY:-0}" = 1 ] && exit 0
+echo "== base layer present ($RUNS runs each, interleaved)"
+bench "$RUNS" <<EOF
+berth	$CLEAN && $B pull -q $REG/base:1	$B pull -q $REG/bench:1
+podman	$CLEAN && $P pull -q --tls-verify=false $REG/base:1	$P pull -q --tls-verify=false $REG/bench:1
+EOF
+
+if [ -x /usr/bin/time ]; then
+    echo "== peak RSS of one cold pull (GNU time)"
+    for tool in berth podman skopeo; do
+        eval "$CLEAN"
+        case $tool in
+        berth) cmd="$B pull -q $REG/bench:1" ;;
+        podman) cmd="$P pull -q --tls-verify=false $REG/bench:1" ;;
+        skopeo) cmd="$S docker://$REG/bench:1 oci:$W/skopeo:bench" ;;
+        esac
+        /usr/bin/time -f "$tool %M KiB %e s (user %U s, sys %S s)" $cmd >/dev/null
+    done
+fi
+# What berth's store holds after a cold pull.
+eval "$CLEAN"
+$B pull -q "$REG/bench:1" >/dev/null
+du -sh "$W/berth/image/layers" | sed 's/^/berth unpacked layers: /'
+du -sh "$W/berth/image/blobs" | sed 's/^/berth kept blobs: /'
 eval "$CLEAN"

@@ -944,3 +944,129 @@ fn save_load_interoperate_with_podman() {
     }
     let _ = podman(storage.path()).args(["rmi", "-a", "-f"]).output();
 }
+
+/// (thread id, event) from `strace -f` output: "sync" when a syncfs(2) returned, or
+/// "FROM -> TO" for a rename. Calls split by other threads ("<unfinished ...>" / "resumed") are
+/// taken where they end for syncfs and where they start for rename.
+fn sync_and_rename_events(trace: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in trace.lines() {
+        let Some((tid, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        if (rest.starts_with("syncfs(") && !rest.contains("<unfinished"))
+            || rest.starts_with("<... syncfs resumed>")
+        {
+            assert!(rest.ends_with("= 0"), "syncfs failed: {line}");
+            out.push((tid.to_string(), "sync".to_string()));
+        } else if rest.starts_with("rename") {
+            // rename("from", "to") / renameat2(AT_FDCWD, "from", AT_FDCWD, "to", 0)
+            let quoted: Vec<&str> = rest.split('"').skip(1).step_by(2).collect();
+            if let [from, to, ..] = quoted[..] {
+                out.push((tid.to_string(), format!("{from} -> {to}")));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn pulled_layers_are_flushed_before_they_are_published_and_recorded() {
+    // Durability: the extracted files and the blob of a layer reach the disk (one syncfs by
+    // the thread that extracted it) before the blob and the layer are renamed into place, and
+    // the store is flushed again after the last of them before the image record is written.
+    if !prerequisites() {
+        return;
+    }
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: strace is not installed");
+        return;
+    }
+    let reg = Registry::start(Auth::None, false);
+    let client = reg.client(&RegistryOptions::default());
+    let many: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|i| {
+            (
+                format!("data/small/f{i}"),
+                pseudo_random(3000 + i, i as u64),
+            )
+        })
+        .collect();
+    let mut entries: Vec<(&str, &[u8])> = vec![("data/", b""), ("data/small/", b"")];
+    entries.extend(many.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+    let small = layer(&entries);
+    let (base, wh) = (base_layer(), whiteout_layer());
+    push_image(
+        &client,
+        "durable",
+        "1",
+        "amd64",
+        &[&base, &small, &wh],
+        true,
+    );
+    let (root, home, scratch) = (tmp(), tmp(), tmp());
+    let trace = scratch.path().join("strace.out");
+    let out = std::process::Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=syncfs,rename,renameat,renameat2",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_berth"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["pull", "-q", &format!("{}/durable:1", reg.host())])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    ok(out);
+    let events = sync_and_rename_events(&std::fs::read_to_string(&trace).unwrap());
+    let is_layer = |e: &str| e.contains(" -> ") && e.contains("/image/layers/");
+    let is_partial_blob = |e: &str| e.contains(".partial -> ") && e.contains("/image/blobs/");
+    let (mut layers, mut blobs, mut last_publish) = (0, 0, 0);
+    for (i, (tid, e)) in events.iter().enumerate() {
+        if !is_layer(e) && !is_partial_blob(e) {
+            continue;
+        }
+        if is_layer(e) {
+            layers += 1;
+        } else {
+            blobs += 1;
+        }
+        last_publish = i;
+        // The same thread flushed since it last published a layer.
+        let flushed = events[..i]
+            .iter()
+            .rev()
+            .filter(|(t, _)| t == tid)
+            .take_while(|(_, e)| !is_layer(e))
+            .any(|(_, e)| e == "sync");
+        assert!(flushed, "{e} without a syncfs before it: {events:#?}");
+    }
+    assert_eq!((layers, blobs), (3, 3), "{events:#?}");
+    let record = events
+        .iter()
+        .position(|(_, e)| e.contains("/image/images/"))
+        .expect("the image record is renamed into place");
+    assert!(record > last_publish, "{events:#?}");
+    assert!(
+        events[last_publish..record]
+            .iter()
+            .any(|(_, e)| e == "sync"),
+        "no syncfs between the last layer and the record: {events:#?}"
+    );
+    // And the many-files layer arrived whole.
+    for (name, data) in many.iter().step_by(37) {
+        let found = find_in_layers(root.path(), name);
+        assert_eq!(found.len(), 1, "{name}");
+        assert_eq!(&std::fs::read(&found[0]).unwrap(), data);
+    }
+}

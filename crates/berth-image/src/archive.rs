@@ -294,6 +294,8 @@ pub(crate) fn ingest_layer(
             }
         };
         io::copy(&mut compressed, &mut io::sink()).map_err(io_err("reading"))?;
+        // Durable before published (see store.rs): the extracted files and the spooled blob.
+        store.sync()?;
         store.commit_layer(
             &tmp,
             chain,
@@ -311,6 +313,7 @@ pub(crate) fn ingest_layer(
         let _ = fs::remove_file(&staged);
         if fs::hard_link(file, &staged).is_err() {
             fs::copy(file, &staged).map_err(io_err("storing"))?;
+            store.sync()?;
         }
         store.commit_partial_blob(&staged, &digest)?;
     }

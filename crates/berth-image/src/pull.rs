@@ -3,7 +3,8 @@
 //! Each layer is one stream, with no temporary tarball: bytes from the registry are appended to
 //! a partial blob file (kept for `Range` resume) and, in the same pass, hashed, decompressed,
 //! hashed again (the DiffID) and extracted. A layer is published only when both digests and the
-//! size match; the image is recorded only after every layer is published. A killed pull leaves
+//! size match, and only after its files and blob are on disk (`Store::sync`); the image is
+//! recorded only after every layer is published. A killed pull leaves
 //! a partial blob (resumed next time) and a temporary layer directory (removed next time).
 
 use std::fs::{self, File, OpenOptions};
@@ -515,6 +516,9 @@ fn fetch_and_extract(
                 None,
             ));
         }
+        // Durable before published: one flush for the blob and all the layer's files, instead
+        // of an fsync per file; a crash before this point leaves only tmp/ debris.
+        store.sync().map_err(|e| (LayerError::Store(e), None))?;
         if !have_blob {
             store
                 .commit_partial_blob(&partial, &job.digest)

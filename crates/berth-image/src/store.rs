@@ -9,6 +9,7 @@
 //! image/images/<id hex>.json     one record per image; the ID is the config digest
 //! image/tags.json                name:tag -> image ID
 //! image/tmp/                     partial downloads (kept for resume) and layers being extracted
+//!                                (marked FS_TOPDIR_FL, see `spread_subdirectories`)
 //! image/locks/                   flock(2) files
 //! snapshots/<container id>/      container snapshots (see snapshot.rs)
 //! ```
@@ -19,6 +20,11 @@
 //! `layer-<chain>.lock` makes one process extract a shared layer while others wait for it, and
 //! `gc.lock` is held shared by pulls and exclusively by garbage collection, so a layer extracted
 //! for an image not yet recorded is never collected under a running pull.
+//! Durability: a layer or blob is flushed to disk (one syncfs(2) of the store's filesystem,
+//! `Store::sync`) before it is renamed to its final name, and the store is flushed again before
+//! an image record is written, so a power loss never leaves a record or a published layer whose
+//! files were still only in the page cache. One syncfs per layer costs one disk flush instead
+//! of one per file.
 //! Reference counts are derived, not stored: a layer's count is the number of image records and
 //! snapshots naming its chain ID, so they cannot drift after a crash.
 
@@ -157,6 +163,35 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     fs::rename(&tmp, path).map_err(io_err("rename into place", path))
 }
 
+/// Marks `dir` as the top of independent directory hierarchies (`chattr +T`, `FS_TOPDIR_FL`,
+/// ioctl_iflags(2)), so ext4's Orlov allocator places each directory created in it (one per
+/// layer being extracted) in a block group of its own choosing, instead of next to its parent.
+///
+/// Why: ext4 without a journal skips free inodes that were deleted recently (fs/ext4/ialloc.c,
+/// `find_inode_bit` -> `recently_deleted`: within `dirty_expire_centisecs`, plus five minutes
+/// while the inode table block is dirty), and restarts that scan at the start of the group for
+/// every new inode. After images or containers were removed from the store, every file created
+/// in the same group walks past all those inodes: 3000 small files took 1.2 s of `openat` on
+/// the bench machine, 0.12 s once the layer directory sat in a fresh group. Spreading also keeps
+/// layers extracted in parallel off each other's group locks. A hint only: filesystems without
+/// the flag (tmpfs, xfs, btrfs) refuse it, and the store works the same.
+fn spread_subdirectories(dir: &Path) {
+    use rustix::fs::{IFlags, Mode, OFlags};
+    let Ok(fd) = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    // Read-modify-write, as chattr(1) does: the other flags (extents, noatime...) stay.
+    if let Ok(flags) = rustix::fs::ioctl_getflags(&fd) {
+        if !flags.contains(IFlags::TOPDIR) {
+            let _ = rustix::fs::ioctl_setflags(&fd, flags | IFlags::TOPDIR);
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store under `root` (default `/var/lib/berth`).
     pub fn open(root: &Path) -> Result<Self, StoreError> {
@@ -165,6 +200,7 @@ impl Store {
             let p = image.join(d);
             fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
         }
+        spread_subdirectories(&image.join("tmp"));
         let snaps = root.join("snapshots");
         fs::create_dir_all(&snaps).map_err(io_err("create directory", &snaps))?;
         Ok(Self {
@@ -263,7 +299,18 @@ impl Store {
         Ok(d)
     }
 
-    /// Moves a verified partial file into place as blob `d`.
+    /// Flushes the filesystem holding the store (syncfs(2)): everything written so far,
+    /// extracted files and downloaded blobs included, is on disk when it returns.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let dir = self.tmp_dir();
+        let sync = || -> io::Result<()> {
+            let f = File::open(&dir)?;
+            rustix::fs::syncfs(&f).map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))
+        };
+        sync().map_err(io_err("flush the filesystem of", &dir))
+    }
+
+    /// Moves a verified partial file into place as blob `d` (after `sync`, for durability).
     pub fn commit_partial_blob(&self, partial: &Path, d: &Digest) -> Result<(), StoreError> {
         let dst = self.blob_path(d);
         fs::rename(partial, &dst).map_err(io_err("rename blob into place", &dst))
@@ -304,7 +351,8 @@ impl Store {
         Ok(dir)
     }
 
-    /// Publishes an extracted layer: writes its metadata and renames it into `layers/`.
+    /// Publishes an extracted layer: writes its metadata and renames it into `layers/`. The
+    /// caller has made the extracted files durable with `sync` first.
     pub fn commit_layer(
         &self,
         tmp: &Path,
@@ -382,6 +430,9 @@ impl Store {
 
     /// Records an image (only once all its layers are in the store) and points `names` at it.
     pub fn put_image(&self, rec: &ImageRecord, names: &[String]) -> Result<(), StoreError> {
+        // The layers' and blobs' renames into place reach the disk before the record naming
+        // them does (without a journal, ext4 orders no metadata writes by itself).
+        self.sync()?;
         let _l = self.lock_records()?;
         let mut rec = rec.clone();
         if let Ok(old) = self.record(&rec.id) {
@@ -678,4 +729,44 @@ pub fn dir_size(p: &Path) -> u64 {
         total
     }
     walk(p, &mut BTreeSet::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fs::{IFlags, Mode, OFlags};
+
+    fn dir_flags(p: &Path) -> rustix::io::Result<IFlags> {
+        let fd = rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+        rustix::fs::ioctl_getflags(&fd)
+    }
+
+    #[test]
+    fn tmp_dir_spreads_layer_directories_where_the_filesystem_can() {
+        let t = tempfile::tempdir().unwrap();
+        // Does this filesystem take FS_TOPDIR_FL at all? (ext4 does; tmpfs, xfs, btrfs do not.)
+        let probe = t.path().join("probe");
+        fs::create_dir(&probe).unwrap();
+        let supported = dir_flags(&probe)
+            .and_then(|f| {
+                let fd = rustix::fs::open(&probe, OFlags::RDONLY, Mode::empty())?;
+                rustix::fs::ioctl_setflags(&fd, f | IFlags::TOPDIR)
+            })
+            .is_ok();
+        let store = Store::open(&t.path().join("root")).unwrap();
+        if !supported {
+            eprintln!("skipping the flag check: the filesystem has no FS_TOPDIR_FL");
+            return;
+        }
+        let flags = dir_flags(&store.tmp_dir()).unwrap();
+        assert!(flags.contains(IFlags::TOPDIR), "{flags:?}");
+        // Opening again keeps it, and other directories are left alone.
+        let store = Store::open(&t.path().join("root")).unwrap();
+        assert!(dir_flags(&store.tmp_dir())
+            .unwrap()
+            .contains(IFlags::TOPDIR));
+        assert!(!dir_flags(&store.image.join("blobs"))
+            .unwrap()
+            .contains(IFlags::TOPDIR));
+    }
 }
