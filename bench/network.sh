@@ -32,7 +32,7 @@ in_ns ip link set lo up
 # One busybox image for both, built offline.
 mkdir -p "$W/rootfs/bin"
 cp /bin/busybox "$W/rootfs/bin/busybox"
-for a in sh true; do ln -s busybox "$W/rootfs/bin/$a"; done
+for a in sh true sleep; do ln -s busybox "$W/rootfs/bin/$a"; done
 tar -C "$W/rootfs" -cf "$W/rootfs.tar" .
 B=(nsenter --net="$NS" "$BERTH" --root "$W/berth")
 P=(nsenter --net="$NS" podman --root "$W/podman" --runroot "$W/podman-run" --cgroup-manager cgroupfs --events-backend file --runtime runc)

@@ -699,7 +699,7 @@ impl Engine {
             Ok(_) | Err(ops::delete::DeleteError::State(StateError::NotFound(_))) => {}
             Err(e) => problems.push(crate::exec::chain(&e)),
         }
-        problems.extend(self.network_down(&rec.id));
+        problems.extend(self.network_down(rec));
         problems.extend(self.teardown_stage(rec, anonymous_volumes, true));
         problems
     }
@@ -865,7 +865,7 @@ impl Engine {
             let was_running = rec.state.status == Status::Running;
             let _ = ops::delete::delete(&self.runtime, id, true);
             // The init is gone: its addresses, veths and published ports go too.
-            let _ = self.network_down(id);
+            let _ = self.network_down(&rec);
             let rootfs = bundle_rootfs(&rec);
             if is_mounted(&rootfs) {
                 if let Ok(store) = self.store() {

@@ -224,7 +224,7 @@ impl Engine {
                 Ok(())
             }
             Err(e) => {
-                self.network_down(&rec.id);
+                self.network_down(rec);
                 Err(err(e))
             }
         }
@@ -270,7 +270,13 @@ impl Engine {
 
     /// Releases every address, veth and published port of container `id`. Idempotent and
     /// best effort: returns the problems met.
-    pub(crate) fn network_down(&self, id: &str) -> Vec<String> {
+    pub(crate) fn network_down(&self, rec: &ContainerRecord) -> Vec<String> {
+        // Only a bridge-mode container can hold leases (`network connect` refuses the others):
+        // a `--network none` run does not even open the lease directory.
+        if !owns_namespace(&rec.network_mode) || rec.network_mode == "none" {
+            return Vec::new();
+        }
+        let id = rec.id.as_str();
         match self.networks() {
             Ok(n) => {
                 // Only called once the container's processes are gone: its veth goes with
