@@ -945,6 +945,243 @@ fn save_load_interoperate_with_podman() {
     let _ = podman(storage.path()).args(["rmi", "-a", "-f"]).output();
 }
 
+/// A dockerd of the test's own: its own data and exec roots, socket and network namespace (a
+/// bind mount below its directory), no bridge, iptables or forwarding, vfs storage. Stopped by
+/// its pid on drop, which also unmounts whatever is left below its directory.
+struct Dockerd {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Dockerd {
+    fn start(dockerd: &str, dir: &Path) -> Dockerd {
+        std::fs::create_dir_all(dir).unwrap();
+        let netns = dir.join("netns");
+        std::fs::write(&netns, b"").unwrap();
+        let made = std::process::Command::new("unshare")
+            .arg(format!("--net={}", netns.display()))
+            .arg("true")
+            .status()
+            .unwrap();
+        assert!(made.success(), "unshare --net");
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .arg(dockerd)
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", dir.join("docker.sock").display()))
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-forward=false",
+                "--ip-masq=false",
+                "--storage-driver=vfs",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let d = Dockerd {
+            child,
+            dir: dir.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !d.docker().arg("version").output().unwrap().status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not come up: {}",
+                std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    fn docker(&self) -> std::process::Command {
+        let mut c = std::process::Command::new("docker");
+        c.arg("-H")
+            .arg(format!("unix://{}", self.dir.join("docker.sock").display()));
+        c
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SIGTERM (by pid) lets dockerd stop the containerd it started; SIGKILL if it hangs.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let dir = self.dir.to_string_lossy().into_owned();
+        let mut mounts: Vec<&str> = mi
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(&dir))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = std::process::Command::new("umount")
+                .args(["-l", m])
+                .status();
+        }
+    }
+}
+
+/// `berth save` archives load in Docker's own daemon (`docker load`), and `docker save`
+/// archives load in Berth, keeping the image ID each way. The daemon is the test's own (see
+/// [`Dockerd`]): nothing of the host's Docker, if any, is used or touched.
+#[test]
+fn save_load_interoperate_with_docker() {
+    if !prerequisites() {
+        return;
+    }
+    let Some(dockerd) = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("skipping: needs dockerd (docker.io, scripts/install-deps.sh installs it)");
+        return;
+    };
+    let (root, home, work) = (tmp(), tmp(), tmp());
+    let rootfs = work.path().join("rootfs.tar");
+    let l = layer(&[
+        ("bin/", b""),
+        ("bin/busybox", &busybox()),
+        ("bin/sh", b"->busybox"),
+        ("etc/", b""),
+        ("etc/motd", b"from berth to docker\n"),
+    ]);
+    let mut gz = flate2::read::GzDecoder::new(&l.gz[..]);
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut gz, &mut plain).unwrap();
+    std::fs::write(&rootfs, plain).unwrap();
+    ok(berth(root.path(), home.path())
+        .arg("import")
+        .arg(&rootfs)
+        .arg("example.com/interop:docker")
+        .args(["--change", r#"CMD ["/bin/sh"]"#])
+        .output()
+        .unwrap());
+    let id = ok(berth(root.path(), home.path())
+        .args(["image", "inspect", "--format", "{{.Id}}"])
+        .arg("example.com/interop:docker")
+        .output()
+        .unwrap());
+    let id = id.trim().trim_start_matches("sha256:").to_owned();
+    let saved = work.path().join("berth.tar");
+    ok(berth(root.path(), home.path())
+        .arg("save")
+        .arg("-o")
+        .arg(&saved)
+        .arg("example.com/interop:docker")
+        .output()
+        .unwrap());
+
+    let d = Dockerd::start(dockerd, &work.path().join("docker"));
+    let loaded = d
+        .docker()
+        .arg("load")
+        .arg("-i")
+        .arg(&saved)
+        .output()
+        .unwrap();
+    assert!(
+        loaded.status.success(),
+        "docker load: {}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&loaded.stdout).contains("example.com/interop:docker"),
+        "{}",
+        String::from_utf8_lossy(&loaded.stdout)
+    );
+    let o = d
+        .docker()
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            "example.com/interop:docker",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("sha256:{id}"),
+        "docker sees another image ID"
+    );
+
+    // And back: Docker's own archive of it, under a name only Docker gave it.
+    let tagged = d
+        .docker()
+        .args(["tag", "example.com/interop:docker", "docker.test/back:1"])
+        .output()
+        .unwrap();
+    assert!(
+        tagged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tagged.stderr)
+    );
+    let theirs = work.path().join("docker.tar");
+    let o = d
+        .docker()
+        .args(["save", "-o"])
+        .arg(&theirs)
+        .arg("docker.test/back:1")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "docker save: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    drop(d);
+    let root2 = tmp();
+    let out = ok(berth(root2.path(), home.path())
+        .arg("load")
+        .arg("-i")
+        .arg(&theirs)
+        .output()
+        .unwrap());
+    assert!(out.contains("docker.test/back:1"), "{out}");
+    let id2 = ok(berth(root2.path(), home.path())
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            "docker.test/back:1",
+        ])
+        .output()
+        .unwrap());
+    assert_eq!(
+        id2.trim().trim_start_matches("sha256:"),
+        id,
+        "the image ID changed through docker"
+    );
+}
+
 /// (thread id, event) from `strace -f` output: "sync" when a syncfs(2) returned, or
 /// "FROM -> TO" for a rename. Calls split by other threads ("<unfinished ...>" / "resumed") are
 /// taken where they end for syncfs and where they start for rename.
