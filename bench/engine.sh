@@ -11,6 +11,8 @@ set -euo pipefail
 
 RUNS=${1:-20}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$HERE/bench/lib.sh"
 BERTH=${BERTH:-$HERE/target/release/berth}
 [ -x "$BERTH" ] || (cd "$HERE" && cargo build --release -p berth)
 
@@ -75,15 +77,6 @@ print(f"{(time.perf_counter() - t0):.2f}")
 PY
 }
 
-# Anonymous (private) memory of the processes whose command line matches, in kB, summed.
-rss_anon_kb() {
-    local pattern=$1 total=0 n=0
-    for pid in $(pgrep -f -- "$pattern"); do
-        kb=$(awk '/^RssAnon:/ {print $2}' /proc/$pid/status 2>/dev/null || echo 0)
-        total=$((total + ${kb:-0})); n=$((n + 1))
-    done
-    echo "$total $n"
-}
 
 echo "berth: $("$BERTH" version --format '{{.Client.Version}}' 2>/dev/null || echo dev); $(podman --version); runc $(runc --version | head -1 | awk '{print $3}')"
 echo "load before: $(cat /proc/loadavg)"

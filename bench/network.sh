@@ -9,6 +9,8 @@ set -euo pipefail
 
 RUNS=${1:-20}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$HERE/bench/lib.sh"
 BERTH=${BERTH:-$HERE/target/release/berth}
 [ -x "$BERTH" ] || (cd "$HERE" && cargo build --release -p berth)
 
@@ -74,14 +76,6 @@ done
 # 100 published ports, against none: the time of `run -d` (setup of the rules), the
 # supervisor's private memory (berth's monitor, podman's conmon) and every other process the
 # engine keeps per container (a per-port proxy would show here).
-rss_anon_kb() {
-    local pattern=$1 total=0 n=0
-    for pid in $(pgrep -f -- "$pattern"); do
-        kb=$(awk '/^RssAnon:/ {print $2}' /proc/$pid/status 2>/dev/null || echo 0)
-        total=$((total + ${kb:-0})); n=$((n + 1))
-    done
-    echo "$total $n"
-}
 wall_ms() {
     python3 - "$@" <<'PY'
 import subprocess, sys, time

@@ -822,6 +822,50 @@ fn prune_reclaims_a_dangling_image_and_df_counts_shared_layers_once() {
     assert_eq!(ids.lines().count(), 1);
 }
 
+/// Imports a busybox rootfs with `/etc/motd` as image `name` into the store at `root`, saves
+/// it to `work/berth.tar`; returns its image ID (hex, no `sha256:`) and the archive's path.
+fn import_and_save(
+    root: &Path,
+    home: &Path,
+    work: &Path,
+    name: &str,
+    motd: &[u8],
+) -> (String, std::path::PathBuf) {
+    let rootfs = work.join("rootfs.tar");
+    let l = layer(&[
+        ("bin/", b""),
+        ("bin/busybox", &busybox()),
+        ("bin/sh", b"->busybox"),
+        ("etc/", b""),
+        ("etc/motd", motd),
+    ]);
+    let mut gz = flate2::read::GzDecoder::new(&l.gz[..]);
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut gz, &mut plain).unwrap();
+    std::fs::write(&rootfs, plain).unwrap();
+    ok(berth(root, home)
+        .arg("import")
+        .arg(&rootfs)
+        .arg(name)
+        .args(["--change", r#"CMD ["/bin/sh"]"#])
+        .output()
+        .unwrap());
+    let id = ok(berth(root, home)
+        .args(["image", "inspect", "--format", "{{.Id}}"])
+        .arg(name)
+        .output()
+        .unwrap());
+    let saved = work.join("berth.tar");
+    ok(berth(root, home)
+        .arg("save")
+        .arg("-o")
+        .arg(&saved)
+        .arg(name)
+        .output()
+        .unwrap());
+    (id.trim().trim_start_matches("sha256:").to_owned(), saved)
+}
+
 /// `podman` with a private, throw-away storage (vfs: no mounts), so the host's podman images
 /// are never touched.
 fn podman(storage: &Path) -> std::process::Command {
@@ -843,39 +887,13 @@ fn save_load_interoperate_with_podman() {
         return;
     }
     let (root, home, work, storage) = (tmp(), tmp(), tmp(), tmp());
-    let rootfs = work.path().join("rootfs.tar");
-    let l = layer(&[
-        ("bin/", b""),
-        ("bin/busybox", &busybox()),
-        ("bin/sh", b"->busybox"),
-        ("etc/", b""),
-        ("etc/motd", b"from berth\n"),
-    ]);
-    let mut gz = flate2::read::GzDecoder::new(&l.gz[..]);
-    let mut plain = Vec::new();
-    std::io::Read::read_to_end(&mut gz, &mut plain).unwrap();
-    std::fs::write(&rootfs, plain).unwrap();
-    ok(berth(root.path(), home.path())
-        .arg("import")
-        .arg(&rootfs)
-        .arg("example.com/interop:berth")
-        .args(["--change", r#"CMD ["/bin/sh"]"#])
-        .output()
-        .unwrap());
-    let id = ok(berth(root.path(), home.path())
-        .args(["image", "inspect", "--format", "{{.Id}}"])
-        .arg("example.com/interop:berth")
-        .output()
-        .unwrap());
-    let id = id.trim().trim_start_matches("sha256:").to_owned();
-    let saved = work.path().join("berth.tar");
-    ok(berth(root.path(), home.path())
-        .arg("save")
-        .arg("-o")
-        .arg(&saved)
-        .arg("example.com/interop:berth")
-        .output()
-        .unwrap());
+    let (id, saved) = import_and_save(
+        root.path(),
+        home.path(),
+        work.path(),
+        "example.com/interop:berth",
+        b"from berth\n",
+    );
     for transport in ["docker-archive", "oci-archive"] {
         // `podman pull TRANSPORT:FILE` reads the archive one way only; `podman load` guesses.
         let o = podman(storage.path())
@@ -1062,39 +1080,13 @@ fn save_load_interoperate_with_docker() {
         return;
     };
     let (root, home, work) = (tmp(), tmp(), tmp());
-    let rootfs = work.path().join("rootfs.tar");
-    let l = layer(&[
-        ("bin/", b""),
-        ("bin/busybox", &busybox()),
-        ("bin/sh", b"->busybox"),
-        ("etc/", b""),
-        ("etc/motd", b"from berth to docker\n"),
-    ]);
-    let mut gz = flate2::read::GzDecoder::new(&l.gz[..]);
-    let mut plain = Vec::new();
-    std::io::Read::read_to_end(&mut gz, &mut plain).unwrap();
-    std::fs::write(&rootfs, plain).unwrap();
-    ok(berth(root.path(), home.path())
-        .arg("import")
-        .arg(&rootfs)
-        .arg("example.com/interop:docker")
-        .args(["--change", r#"CMD ["/bin/sh"]"#])
-        .output()
-        .unwrap());
-    let id = ok(berth(root.path(), home.path())
-        .args(["image", "inspect", "--format", "{{.Id}}"])
-        .arg("example.com/interop:docker")
-        .output()
-        .unwrap());
-    let id = id.trim().trim_start_matches("sha256:").to_owned();
-    let saved = work.path().join("berth.tar");
-    ok(berth(root.path(), home.path())
-        .arg("save")
-        .arg("-o")
-        .arg(&saved)
-        .arg("example.com/interop:docker")
-        .output()
-        .unwrap());
+    let (id, saved) = import_and_save(
+        root.path(),
+        home.path(),
+        work.path(),
+        "example.com/interop:docker",
+        b"from berth to docker\n",
+    );
 
     let d = Dockerd::start(dockerd, &work.path().join("docker"));
     let loaded = d

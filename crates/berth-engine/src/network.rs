@@ -280,8 +280,8 @@ impl Engine {
         match self.networks() {
             Ok(n) => {
                 // Only called once the container's processes are gone: its veth goes with
-                // its network namespace, in the kernel (berth_net's `release_exited`).
-                let (had, problems) = n.release_exited(id);
+                // its network namespace, in the kernel (see berth_net's `release`).
+                let (had, problems) = n.release(id);
                 for net in had {
                     self.refresh_hosts(&net);
                 }

@@ -27,7 +27,7 @@ pub const DEFAULT_BRIDGE: &str = "berth0";
 const DEFAULT_MTU: u32 = 1500;
 
 /// The extension of a lease whose veth is left to the kernel (see
-/// [`Networks::release_exited`]).
+/// [`Networks::release`]).
 const RELEASING: &str = "releasing";
 
 /// How long a releasing lease waits for the kernel before its veth is deleted by hand.
@@ -432,7 +432,7 @@ impl Networks {
     }
 
     /// Leases given back by containers that exited, whose veth the kernel removes with
-    /// the container's network namespace (see [`Self::release_exited`]): the file, the
+    /// the container's network namespace (see [`Self::release`]): the file, the
     /// host veth's index and the lease.
     fn releasing(&self) -> Vec<(PathBuf, u32, Lease)> {
         let mut out = Vec::new();
@@ -509,7 +509,7 @@ impl Networks {
         problems
     }
 
-    /// Forgets what exited containers gave back (see [`Self::release_exited`]). For the
+    /// Forgets what exited containers gave back (see [`Self::release`]). For the
     /// commands that list networks, and for tests waiting for the kernel.
     pub fn tidy(&self) -> Vec<String> {
         match self.lock() {
@@ -530,37 +530,18 @@ impl Networks {
         }
     }
 
-    /// Releases every lease of container `id`: veths, port rules, addresses. Idempotent and
-    /// best effort: returns the networks it left and the problems met ("already gone" is none).
-    pub fn release(&self, id: &str) -> (Vec<String>, Vec<String>) {
-        let _lock = match self.lock() {
-            Ok(l) => l,
-            Err(e) => return (Vec::new(), vec![chain(&e)]),
-        };
-        let mut nl = None;
-        let mut problems = Vec::new();
-        let mine = match self.leases_of(id) {
-            Ok(l) => l,
-            Err(e) => return (Vec::new(), vec![chain(&e)]),
-        };
-        if mine.is_empty() {
-            return (Vec::new(), problems);
-        }
-        for lease in &mine {
-            problems.extend(self.undo_lease(&mut nl, lease));
-        }
-        (mine.into_iter().map(|l| l.network).collect(), problems)
-    }
-
-    /// [`Self::release`] for a container whose processes are all gone. Deleting a veth
-    /// waits for the kernel's RCU (10-40 ms on the test VM, most of a bridge `run --rm`),
-    /// while the kernel removes the pair by itself, off anyone's path, when it destroys
-    /// the container's network namespace. So the host veth is left to the kernel: the
-    /// published ports go now, and the lease is kept as `<ip>.<ifindex>.releasing`, its
+    /// Releases every lease of container `id`, whose processes are all gone: published
+    /// ports and addresses. Idempotent and best effort: returns the networks it left and the
+    /// problems met ("already gone" is none).
+    ///
+    /// Deleting a veth waits for the kernel's RCU (10-40 ms on the test VM, most of a bridge
+    /// `run --rm`), while the kernel removes the pair by itself, off anyone's path, when it
+    /// destroys the container's network namespace. So the host veth is left to the kernel:
+    /// the published ports go now, and the lease is kept as `<ip>.<ifindex>.releasing`, its
     /// address still taken, until the veth is seen gone (by the next attach, release or
     /// listing). A veth still there after [`RELEASE_GRACE`] (a namespace someone else holds)
-    /// is deleted then.
-    pub fn release_exited(&self, id: &str) -> (Vec<String>, Vec<String>) {
+    /// is deleted then. A lease whose veth is already gone is simply removed.
+    pub fn release(&self, id: &str) -> (Vec<String>, Vec<String>) {
         let _lock = match self.lock() {
             Ok(l) => l,
             Err(e) => return (Vec::new(), vec![chain(&e)]),

@@ -187,29 +187,18 @@ impl Netlink {
     pub fn link(&mut self, name: &str) -> Result<Option<Link>, NetlinkError> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        match self.request(
-            RouteNetlinkMessage::GetLink(m),
-            0,
-            &format!("looking up link {name}"),
-        ) {
-            Ok(answers) => Ok(answers.into_iter().find_map(|a| match a {
-                RouteNetlinkMessage::NewLink(l) => Some(link_of(&l)),
-                _ => None,
-            })),
-            Err(e) if e.errno() == Some(nix::errno::Errno::ENODEV) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.get_link(m, &format!("looking up link {name}"))
     }
 
     /// The link with index `index`, or `None` when there is none.
     pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>, NetlinkError> {
         let mut m = LinkMessage::default();
         m.header.index = index;
-        match self.request(
-            RouteNetlinkMessage::GetLink(m),
-            0,
-            &format!("looking up link {index}"),
-        ) {
+        self.get_link(m, &format!("looking up link {index}"))
+    }
+
+    fn get_link(&mut self, m: LinkMessage, what: &str) -> Result<Option<Link>, NetlinkError> {
+        match self.request(RouteNetlinkMessage::GetLink(m), 0, what) {
             Ok(answers) => Ok(answers.into_iter().find_map(|a| match a {
                 RouteNetlinkMessage::NewLink(l) => Some(link_of(&l)),
                 _ => None,
