@@ -42,22 +42,31 @@ pub struct ResetArgs {
     force: bool,
 }
 
+/// Docker's confirmation: the list of what goes, then `[y/N]` on standard input. `false` (with
+/// a "cancelled" line naming `command`) unless the answer is yes.
+fn confirm(list: &str, command: &str) -> std::io::Result<bool> {
+    eprint!("WARNING! This will remove:\n{list}\nAre you sure you want to continue? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    let yes = matches!(answer.trim(), "y" | "Y" | "yes");
+    if !yes {
+        eprintln!("berth: {command} cancelled");
+    }
+    Ok(yes)
+}
+
 /// `berth system reset` (podman's): every container, image, volume and network gone, and
 /// what Berth changed on the host (firewall table, `ip_forward`, its cgroup parent) undone.
 pub fn reset(e: &Engine, a: ResetArgs) -> Res {
-    if !a.force {
-        eprint!(
-            "WARNING! This will remove:\n  - all containers (running ones are killed)\n  \
-             - all images\n  - all volumes\n  - all networks, Berth's firewall table, and \
-             ip_forward if Berth turned it on\n\nAre you sure you want to continue? [y/N] "
-        );
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            eprintln!("berth: system reset cancelled");
-            return Ok(1);
-        }
+    if !a.force
+        && !confirm(
+            "  - all containers (running ones are killed)\n  - all images\n  - all volumes\n  \
+             - all networks, Berth's firewall table, and ip_forward if Berth turned it on\n",
+            "system reset",
+        )?
+    {
+        return Ok(1);
     }
     let mut problems = e.reset();
     match Store::open(&e.root) {
@@ -316,9 +325,8 @@ pub fn prune_images(
 /// `berth system prune`.
 pub fn prune(e: &Engine, a: PruneArgs) -> Res {
     if !a.force {
-        eprint!(
-            "WARNING! This will remove:\n  - all stopped containers\n{}  - all {}\n\n\
-             Are you sure you want to continue? [y/N] ",
+        let list = format!(
+            "  - all stopped containers\n{}  - all {}\n",
             if a.volumes {
                 "  - all anonymous volumes not used by at least one container\n"
             } else {
@@ -330,11 +338,7 @@ pub fn prune(e: &Engine, a: PruneArgs) -> Res {
                 "dangling images"
             }
         );
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            eprintln!("berth: system prune cancelled");
+        if !confirm(&list, "system prune")? {
             return Ok(1);
         }
     }
