@@ -2529,8 +2529,10 @@ fn released_veths_go_with_the_namespace_and_addresses_wait_for_them() {
         .args([&format!("--net=/proc/{pid}/ns/net"), "sleep", "100"])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Older than the grace period before it is removed: the grace counts from the release.
+    std::thread::sleep(std::time::Duration::from_millis(2200));
     assert!(fx.berth(&["rm", "-f", "held"]).status.success());
+    assert!(fx.berth(&["network", "ls"]).status.success());
     // The veth is still there, so its address must not be handed out again.
     assert_eq!(veth_count(), 1);
     assert!(fx

@@ -491,10 +491,16 @@ impl Networks {
                 }
             };
             if alive {
+                // Since the release: the rename into `.releasing` set the inode's ctime (its
+                // mtime is still the attach's).
                 let age = std::fs::metadata(&path)
                     .ok()
-                    .and_then(|m| m.modified().ok())
-                    .and_then(|t| t.elapsed().ok())
+                    .and_then(|m| {
+                        use std::os::unix::fs::MetadataExt;
+                        let at = std::time::UNIX_EPOCH
+                            + std::time::Duration::new(m.ctime() as u64, m.ctime_nsec() as u32);
+                        at.elapsed().ok()
+                    })
                     .unwrap_or_default();
                 if age < RELEASE_GRACE {
                     continue;
