@@ -48,36 +48,6 @@ BRUN=(--network none --cgroup-parent "$CG")
 "${B[@]}" import "$W/rootfs.tar" busybox:latest >/dev/null
 "${P[@]}" import "$W/rootfs.tar" localhost/busybox:latest >/dev/null 2>&1
 
-# time_cmd LABEL CMD...: RUNS timed runs after 3 warm-ups; median, mean and sd in ms.
-time_cmd() {
-    local label=$1; shift
-    for _ in 1 2 3; do "$@" >/dev/null; done
-    local t
-    t=$(python3 - "$RUNS" "$@" <<'PY'
-import subprocess, sys, time, statistics
-n = int(sys.argv[1]); cmd = sys.argv[2:]
-xs = []
-for _ in range(n):
-    t0 = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
-    xs.append((time.perf_counter() - t0) * 1000)
-print(f"{statistics.median(xs):.1f} {statistics.mean(xs):.1f} {statistics.stdev(xs):.1f}")
-PY
-)
-    printf '%-46s median %8s ms  mean %8s ms  sd %7s ms\n' "$label" $t
-}
-
-# wall SECONDS of a shell command line, once.
-wall() {
-    python3 - "$@" <<'PY'
-import subprocess, sys, time
-t0 = time.perf_counter()
-subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
-print(f"{(time.perf_counter() - t0):.2f}")
-PY
-}
-
-
 echo "berth: $("$BERTH" version --format '{{.Client.Version}}' 2>/dev/null || echo dev); $(podman --version); runc $(runc --version | head -1 | awk '{print $3}')"
 echo "load before: $(cat /proc/loadavg)"
 time_cmd "berth run --rm busybox true" "${B[@]}" run --rm "${BRUN[@]}" busybox true
@@ -95,7 +65,7 @@ time_cmd "podman run -d sleep + rm -f -t 0" sh -c "id=\$($(printf '%q ' "${P[@]}
 
 # 50 containers started at once (wall time of the whole batch), then the supervisors' memory and
 # `ps -a` with those 50 plus 50 more.
-echo "50 concurrent run -d: berth $(wall sh -c "seq 50 | xargs -P 50 -I{} $(printf '%q ' "${B[@]}") run -d --name b{} $(printf '%q ' "${BRUN[@]}") busybox sleep 1000") s, podman $(wall sh -c "seq 50 | xargs -P 50 -I{} $(printf '%q ' "${P[@]}") run -d --name p{} $(printf '%q ' "${PRUN[@]}") localhost/busybox sleep 1000") s"
+echo "50 concurrent run -d: berth $(wall_ms sh -c "seq 50 | xargs -P 50 -I{} $(printf '%q ' "${B[@]}") run -d --name b{} $(printf '%q ' "${BRUN[@]}") busybox sleep 1000") ms, podman $(wall_ms sh -c "seq 50 | xargs -P 50 -I{} $(printf '%q ' "${P[@]}") run -d --name p{} $(printf '%q ' "${PRUN[@]}") localhost/busybox sleep 1000") ms"
 read -r bkb bn < <(rss_anon_kb "$W/berth.*container-monitor")
 read -r pkb pn < <(rss_anon_kb "conmon .*$W/podman")
 echo "supervisor RssAnon: berth monitor $((bkb / (bn > 0 ? bn : 1))) kB each ($bn), podman conmon $((pkb / (pn > 0 ? pn : 1))) kB each ($pn)"

@@ -41,27 +41,6 @@ P=(nsenter --net="$NS" podman --root "$W/podman" --runroot "$W/podman-run" --cgr
 "${B[@]}" import "$W/rootfs.tar" busybox:latest >/dev/null
 "${P[@]}" import "$W/rootfs.tar" localhost/busybox:latest >/dev/null 2>&1
 
-# time_cmd LABEL CMD...: RUNS timed runs after 3 warm-ups; prints median and mean in ms.
-declare -A RESULT
-time_cmd() {
-    local label=$1; shift
-    for _ in 1 2 3; do "$@" >/dev/null; done
-    local t
-    t=$(python3 - "$RUNS" "$@" <<'PY'
-import subprocess, sys, time, statistics
-n = int(sys.argv[1]); cmd = sys.argv[2:]
-xs = []
-for _ in range(n):
-    t0 = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
-    xs.append((time.perf_counter() - t0) * 1000)
-print(f"{statistics.median(xs):.1f} {statistics.mean(xs):.1f} {statistics.stdev(xs):.1f}")
-PY
-)
-    RESULT[$label]=$t
-    printf '%-40s median %7s ms  mean %7s ms  sd %6s ms\n' "$label" $t
-}
-
 CG=/berth-bench/net
 # The host refuses the RLIMIT_NPROC/NOFILE values podman asks for by default (raising them
 # fails even at the caller's own hard limit): podman gets lower ones, which are always allowed.
@@ -76,14 +55,6 @@ done
 # 100 published ports, against none: the time of `run -d` (setup of the rules), the
 # supervisor's private memory (berth's monitor, podman's conmon) and every other process the
 # engine keeps per container (a per-port proxy would show here).
-wall_ms() {
-    python3 - "$@" <<'PY'
-import subprocess, sys, time
-t0 = time.perf_counter()
-subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
-print(f"{(time.perf_counter() - t0) * 1000:.1f}")
-PY
-}
 PRUN=(--ulimit nproc=4096:4096 --ulimit nofile=1024:1024)
 # Processes living in the bench's namespace (supervisors, proxies; containers have their own).
 ns_procs() {
