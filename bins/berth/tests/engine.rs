@@ -2580,3 +2580,78 @@ fn released_veths_go_with_the_namespace_and_addresses_wait_for_them() {
     );
     fx.assert_no_leaks();
 }
+
+/// A disconnect frees its interface slot, and the next connect takes that slot instead of
+/// clobbering the interface of a network the container is still on.
+#[test]
+fn connect_after_disconnect_reuses_the_free_slot_and_keeps_the_others() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    for n in ["neta", "netb", "netc"] {
+        assert!(fx.berth(&["network", "create", n]).status.success());
+    }
+    assert!(fx
+        .run(&[
+            "-d",
+            "--name",
+            "multi",
+            "--network",
+            "neta",
+            "busybox",
+            "sleep",
+            "100"
+        ])
+        .status
+        .success());
+    assert!(fx
+        .berth(&["network", "connect", "netb", "multi"])
+        .status
+        .success());
+    let addrs = || {
+        text(
+            &fx.berth(&["exec", "multi", "busybox", "ip", "-4", "-o", "addr", "show"])
+                .stdout,
+        )
+    };
+    let ip_on = |net: &str| {
+        text(
+            &fx.berth(&[
+                "inspect",
+                "-f",
+                &format!("{{{{.NetworkSettings.Networks.{net}.IPAddress}}}}"),
+                "multi",
+            ])
+            .stdout,
+        )
+        .trim()
+        .to_owned()
+    };
+    let b_ip = ip_on("netb");
+    assert!(
+        addrs().contains(&format!("eth1    inet {b_ip}/")),
+        "{}",
+        addrs()
+    );
+    assert!(fx
+        .berth(&["network", "disconnect", "neta", "multi"])
+        .status
+        .success());
+    assert!(fx
+        .berth(&["network", "connect", "netc", "multi"])
+        .status
+        .success());
+    let c_ip = ip_on("netc");
+    let a = addrs();
+    assert!(a.contains(&format!("eth0    inet {c_ip}/")), "{a}");
+    assert!(
+        a.contains(&format!("eth1    inet {b_ip}/")),
+        "netb lost its interface: {a}"
+    );
+    assert!(fx.berth(&["rm", "-f", "multi"]).status.success());
+    for n in ["neta", "netb", "netc"] {
+        assert!(fx.berth(&["network", "rm", n]).status.success());
+    }
+    fx.assert_no_leaks();
+}

@@ -245,12 +245,10 @@ impl Engine {
         let aliases = aliases_of(rec, &plan.aliases);
         let mut out = Vec::new();
         for (i, network) in plan.networks.iter().enumerate() {
-            let ifname = format!("eth{i}");
             let req = berth_net::AttachRequest {
                 container: &rec.id,
                 network,
                 netns: ns,
-                ifname: &ifname,
                 ip: if i == 0 { plan.ip } else { None },
                 // Published ports go to the first network's address.
                 ports: if i == 0 { &ports } else { &[] },
@@ -383,13 +381,11 @@ impl Engine {
         all_aliases.extend(aliases.iter().cloned());
         let att = if rec.state.status == Status::Running && rec.state.pid > 0 {
             let ns = PathBuf::from(format!("/proc/{}/ns/net", rec.state.pid));
-            let ifname = format!("eth{}", nets.leases_of(&rec.id)?.len());
             let names = aliases_of(&rec, &all_aliases);
             let req = berth_net::AttachRequest {
                 container: &rec.id,
                 network,
                 netns: &ns,
-                ifname: &ifname,
                 ip,
                 ports: &[],
                 aliases: &names,

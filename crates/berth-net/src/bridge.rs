@@ -179,8 +179,6 @@ pub struct AttachRequest<'a> {
     pub network: &'a str,
     /// `/proc/PID/ns/net` of the container's init.
     pub netns: &'a Path,
-    /// The interface name inside the container (`eth0`, `eth1`...).
-    pub ifname: &'a str,
     /// `--ip`: a static address.
     pub ip: Option<Ipv4Addr>,
     /// `-p` specifications (already parsed).
@@ -215,7 +213,10 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), NetError> {
-    let tmp = path.with_extension("tmp");
+    // `.NAME.PID.tmp`: `with_extension` would give every lease of a /24 (`10.210.0.2`, ...)
+    // the same `10.210.0.tmp`.
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("f");
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, data).map_err(io("writing", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io("renaming", path))
 }
@@ -405,6 +406,10 @@ impl Networks {
         }
         if !lease.ports.is_empty() {
             nft::apply_best_effort(&nft::delete_ports(&lease.ports));
+        }
+        if !problems.is_empty() {
+            // The lease names the veth that could not be deleted: kept for the next sweep.
+            return problems;
         }
         let path = self.lease_dir(&lease.network).join(lease.ip.to_string());
         match std::fs::remove_file(&path) {
@@ -652,20 +657,23 @@ impl Networks {
         };
         let taken: Vec<PortMap> = leases.iter().flat_map(|l| l.ports.clone()).collect();
         let port_maps = ports::resolve(req.ports, ip, &taken)?;
-        let n_mine = leases
-            .iter()
-            .filter(|l| l.container == req.container)
-            .count();
+        // The lowest interface slot none of the container's current leases uses: `vb<id>N`
+        // on the host, `ethN` inside (a disconnect frees its slot for the next connect).
+        let prefix = format!("vb{}", &req.container[..9.min(req.container.len())]);
+        let slot = (0..)
+            .find(|n| {
+                let name = format!("{prefix}{n}");
+                !leases
+                    .iter()
+                    .any(|l| l.container == req.container && l.host_ifname == name)
+            })
+            .expect("a free slot");
         let me = std::process::id() as i32;
         let lease = Lease {
             container: req.container.to_owned(),
             network: cfg.name.clone(),
             ip,
-            host_ifname: format!(
-                "vb{}{}",
-                &req.container[..9.min(req.container.len())],
-                n_mine
-            ),
+            host_ifname: format!("{prefix}{slot}"),
             pid: me,
             start_time: process_start_time(me).unwrap_or(0),
             ports: port_maps,
@@ -678,7 +686,7 @@ impl Networks {
             &ldir.join(ip.to_string()),
             &serde_json::to_vec(&lease).expect("a lease serialises"),
         )?;
-        match self.plumb(&mut nl, &cfg, &lease, req) {
+        match self.plumb(&mut nl, &cfg, &lease, req, &format!("eth{slot}")) {
             Ok(()) => Ok(Attachment {
                 network: cfg.name.clone(),
                 ip,
@@ -701,6 +709,7 @@ impl Networks {
         cfg: &NetworkConfig,
         lease: &Lease,
         req: &AttachRequest<'_>,
+        ifname: &str,
     ) -> Result<(), NetError> {
         if nl.is_none() {
             *nl = Some(Netlink::new()?);
@@ -747,17 +756,26 @@ impl Networks {
         let veth = |host: &mut Netlink| {
             host.create_veth(
                 &lease.host_ifname,
-                req.ifname,
+                ifname,
                 ns.as_fd(),
                 mac_for(lease.ip),
                 cfg.mtu,
             )
         };
         match veth(host) {
-            // The veth of this container's previous run, still waiting for the kernel to
-            // destroy its namespace (a restart): removed now.
+            // The name is taken by the veth of this container's previous run, released and
+            // still waiting for the kernel to destroy its namespace (a quick restart): that
+            // one goes now. Any other holder of the name is not ours to delete.
             Err(e) if e.errno() == Some(nix::errno::Errno::EEXIST) => {
-                host.delete_link(&lease.host_ifname)?;
+                let Some((path, index, _)) = self
+                    .releasing()
+                    .into_iter()
+                    .find(|(_, _, l)| l.host_ifname == lease.host_ifname)
+                else {
+                    return Err(e.into());
+                };
+                host.delete_index(index, &lease.host_ifname)?;
+                let _ = std::fs::remove_file(path);
                 veth(host)?;
             }
             other => other?,
@@ -766,9 +784,9 @@ impl Networks {
         // 5. Inside: address, links up, default route (none on an internal network, as
         //    Docker: nothing outside is reachable anyway).
         let mut inner = Netlink::in_netns(ns.as_fd(), &req.netns.display().to_string())?;
-        inner.add_address(req.ifname, lease.ip, cfg.subnet.prefix)?;
-        inner.set_up("lo")?;
-        inner.set_up(req.ifname)?;
+        // `lo` is already up: the engine brings it up in every namespace it makes.
+        inner.add_address(ifname, lease.ip, cfg.subnet.prefix)?;
+        inner.set_up(ifname)?;
         if !cfg.internal && req.default_route {
             inner.add_default_route(cfg.gateway)?;
         }
@@ -897,8 +915,6 @@ impl Networks {
                 containers: users.join(", "),
             });
         }
-        let path = self.record_path(name);
-        std::fs::remove_file(&path).map_err(io("removing", &path))?;
         let mut nl = Netlink::new()?;
         // Veths of exited containers of this network still on the bridge go first.
         for (path, index, lease) in self.releasing() {
@@ -912,8 +928,12 @@ impl Networks {
                 let _ = std::fs::remove_file(path);
             }
         }
-        let _ = std::fs::remove_dir(self.lease_dir(name));
         nl.delete_link(&cfg.bridge)?;
+        // The record goes last: until the bridge is gone, it is what names it (for a retry of
+        // `network rm`, or `system reset`).
+        let _ = std::fs::remove_dir(self.lease_dir(name));
+        let path = self.record_path(name);
+        std::fs::remove_file(&path).map_err(io("removing", &path))?;
         // The other networks' rules stay, this one's go.
         self.ensure_rules()?;
         Ok(cfg)
