@@ -771,7 +771,7 @@ fn cmd_run(e: &Engine, a: RunArgs) -> Result<u8, Box<dyn std::error::Error>> {
         let sock = match e.start_attached(&rec.id) {
             Ok(s) => s,
             Err(err) => {
-                let _ = e.remove(&rec.id, true);
+                let _ = e.remove_with_volumes(&rec.id, true, true);
                 return start_failed(err);
             }
         };

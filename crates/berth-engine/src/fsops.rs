@@ -265,13 +265,16 @@ impl Engine {
                     Ok(fd) => fd,
                     Err(_) => return Err(FsError::Gone(rec.id.clone())),
                 };
-                // The same overlay superblock as our rootfs mount, or the pid was recycled.
+                // The very directory our rootfs mount shows (same device and inode: the
+                // overlay's root, or the bound directory of a copy snapshot), or the pid was
+                // recycled. The device alone would not tell a copy snapshot from the host's
+                // own filesystem.
                 let (a, b) = (
                     rfs::fstat(&fd)
                         .map_err(io_at("inspecting", proc_root.display().to_string()))?,
                     rfs::fstat(&host).map_err(io_at("inspecting", rootfs.display().to_string()))?,
                 );
-                if a.st_dev != b.st_dev {
+                if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
                     return Err(FsError::Gone(rec.id.clone()));
                 }
                 fd

@@ -228,8 +228,20 @@ fn bundle_rootfs(rec: &ContainerRecord) -> PathBuf {
     rec.bundle.join("rootfs")
 }
 
-/// Whether `path` is a mount point: its device differs from its parent's.
+/// Whether `path` is a mount point: its mount differs from its parent's (`statx`'s mount
+/// id; a device comparison misses a bind mount of a directory of the same filesystem, which
+/// is what a copy-kind snapshot is). Falls back to the device on kernels before 5.8.
 pub(crate) fn is_mounted(path: &Path) -> bool {
+    use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
+    let mnt = |p: &Path| {
+        statx(CWD, p, AtFlags::empty(), StatxFlags::MNT_ID)
+            .ok()
+            .filter(|x| StatxFlags::from_bits_retain(x.stx_mask).contains(StatxFlags::MNT_ID))
+            .map(|x| x.stx_mnt_id)
+    };
+    if let (Some(a), Some(Some(b))) = (mnt(path), path.parent().map(mnt)) {
+        return a != b;
+    }
     match (
         std::fs::metadata(path),
         path.parent().map(std::fs::metadata),
@@ -700,29 +712,20 @@ impl Engine {
             Err(e) => problems.push(crate::exec::chain(&e)),
         }
         problems.extend(self.network_down(rec));
-        problems.extend(self.teardown_stage(rec, anonymous_volumes, true));
+        problems.extend(self.teardown_storage(rec, anonymous_volumes));
         problems
     }
 
-    /// [`Self::teardown`] for a container whose runtime state, network and rootfs mount
-    /// `finish` has just released (the `--rm` path): only the snapshot, the record and the
-    /// anonymous volumes are left.
-    fn teardown_released(&self, rec: &ContainerRecord, anonymous_volumes: bool) -> Vec<String> {
-        self.teardown_stage(rec, anonymous_volumes, false)
-    }
-
-    fn teardown_stage(
-        &self,
-        rec: &ContainerRecord,
-        anonymous_volumes: bool,
-        may_be_mounted: bool,
-    ) -> Vec<String> {
+    /// The storage half of [`Self::teardown`]: the rootfs mount (if still there), the
+    /// snapshot, the record and the anonymous volumes. `finish` of a `--rm` container calls it
+    /// directly, having released the runtime state and network itself.
+    fn teardown_storage(&self, rec: &ContainerRecord, anonymous_volumes: bool) -> Vec<String> {
         let mut problems = Vec::new();
         match self.store() {
             Ok(store) => {
                 let snaps = Snapshotter::new(store);
                 let rootfs = bundle_rootfs(rec);
-                if may_be_mounted && is_mounted(&rootfs) {
+                if is_mounted(&rootfs) {
                     if let Err(e) = snaps.unmount(&rootfs) {
                         problems.push(crate::exec::chain(&e));
                     }
@@ -870,10 +873,9 @@ impl Engine {
                 if is_mounted(&rootfs) {
                     if let Ok(store) = self.store() {
                         let snaps = Snapshotter::new(store);
-                        let _ = snaps.unmount(&rootfs);
                         // `--rm`: the writable layer goes now, alongside the runtime's
-                        // teardown (its removal is the record's, below, otherwise).
-                        if rec.auto_remove {
+                        // teardown, and only once unmounted (never under a live overlay).
+                        if snaps.unmount(&rootfs).is_ok() && rec.auto_remove {
                             let _ = snaps.remove(id);
                         }
                     }
@@ -914,7 +916,7 @@ impl Engine {
         if let Some(rec) = auto_remove {
             // Docker: --rm also removes the container's anonymous volumes. The runtime
             // state, network and mount were released above.
-            if self.teardown_released(&rec, true).is_empty() {
+            if self.teardown_storage(&rec, true).is_empty() {
                 self.emit_container(&rec, "destroy", &[]);
             } else if let Ok(_lock) = self.records.lock(id) {
                 if let Ok(mut left) = self.records.load(id) {

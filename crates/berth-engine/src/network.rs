@@ -41,7 +41,7 @@ pub enum NetworkError {
     Ip(String),
     #[error("this needs a bridge network (the default or a user-defined one), not --network {0}")]
     IpNeedsBridge(String),
-    #[error("reading {path}")]
+    #[error("reading the network plan {path}")]
     Plan {
         path: PathBuf,
         #[source]
@@ -171,7 +171,11 @@ impl Engine {
     fn load_plan(&self, id: &str) -> Result<NetPlan, NetworkError> {
         let path = self.plan_path(id);
         match std::fs::read(&path) {
-            Ok(b) => Ok(serde_json::from_slice(&b).unwrap_or_default()),
+            // A damaged plan must not start the container without its networks.
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| NetworkError::Plan {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            }),
             // A container created before networking existed: loopback only.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(NetPlan::default()),
             Err(source) => Err(NetworkError::Plan { path, source }),
