@@ -15,6 +15,8 @@ pkgs=(
   iproute2 nftables iptables python3
   # the cgroup v2 / AppArmor VM (../shared/vm) and misc tools
   qemu-system-x86 xz-utils jq util-linux procps file
+  # the pull durability test traces syscalls
+  strace
 )
 if [ "${BERTH_SKIP_APT_UPDATE:-0}" != 1 ]; then
   apt-get update -qq

@@ -2316,20 +2316,60 @@ fn user_networks_resolve_names_connect_disconnect_and_internal_blocks_nat() {
     );
     assert!(fx.berth(&["rm", "-f", "db", "web"]).status.success());
 
-    // --internal: no route out, and forwarding from its bridge dropped.
+    // --internal: no route out, and forwarding from its bridge dropped. A container that
+    // adds a route itself (NET_ADMIN) still reaches nothing: a listening remote, a forwarding
+    // host, and only the firewall in between.
     let remote = Remote::new(&fx);
+    let server = tcp_peer_printer(remote.cmd("python3"), "192.0.2.2", 7000);
     ok(&["network", "create", "--internal", "sealed"]);
+    let forward = fx
+        .cmd("cat")
+        .arg("/proc/sys/net/ipv4/ip_forward")
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&forward.stdout).trim(),
+        "1",
+        "the host must forward for this check"
+    );
+    let sealed: serde_json::Value =
+        serde_json::from_str(&ok(&["network", "inspect", "sealed"])).unwrap();
+    let gw = sealed[0]["IPAM"]["Config"][0]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The remote can answer the sealed subnet directly (there is no NAT on an internal
+    // network): only Berth's forward rules stand in the way.
+    let subnet = sealed[0]["IPAM"]["Config"][0]["Subnet"].as_str().unwrap();
+    assert!(remote
+        .cmd("ip")
+        .args(["route", "add", subnet, "via", "192.0.2.1"])
+        .status()
+        .unwrap()
+        .success());
     let out = fx.run(&[
         "--rm",
         "--network",
         "sealed",
+        "--cap-add",
+        "NET_ADMIN",
         "busybox",
         "sh",
         "-c",
-        "busybox ip route | grep -c default; busybox nc -w 2 192.0.2.2 7000 </dev/null",
+        &format!(
+            "busybox ip route | grep -c default; busybox ip route add 192.0.2.0/24 via {gw} && \
+             busybox nc -w 2 192.0.2.2 7000 </dev/null"
+        ),
     ]);
-    assert_ne!(out.status.code(), Some(0));
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert_eq!(text(&out.stdout), "0\n");
+    let mut server = server;
+    assert!(
+        server.try_wait().unwrap().is_none(),
+        "the remote accepted a connection from an --internal network"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
     drop(remote);
 
     let pruned = ok(&["network", "prune", "-f"]);

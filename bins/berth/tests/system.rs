@@ -408,6 +408,13 @@ fn system_reset_removes_everything_and_restores_the_host() {
     asked.stdin.take().unwrap().write_all(b"n\n").unwrap();
     assert!(!asked.wait_with_output().unwrap().status.success());
     assert_eq!(ok_text(fx.berth(&["ps", "-aq"])).lines().count(), 3);
+    assert_ne!(ok_text(fx.berth(&["images", "-q"])), "");
+    assert_eq!(
+        ok_text(fx.berth(&["volume", "ls", "-q"])).trim(),
+        "resetvol"
+    );
+    assert!(ok_text(fx.berth(&["network", "ls"])).contains("resetnet"));
+    assert_eq!(forward(), "1");
 
     ok_text(fx.berth(&["system", "reset", "-f"]));
     assert_eq!(ok_text(fx.berth(&["ps", "-aq"])), "");
