@@ -477,6 +477,8 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
         preserve_fds: a.preserve_fds,
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
+        // Standalone, `delete` removes every cgroup directory `create` made, parents too.
+        keep_cgroup_parents: false,
     }
 }
 

@@ -789,9 +789,11 @@ impl Engine {
         let opts = ops::create::CreateOptions {
             bundle: rec.bundle.clone(),
             console_fd,
+            // The parent (`/berth`, `--cgroup-parent`) is shared by every container and stays,
+            // as podman keeps `libpod_parent`: made once, not for each run and removed after it.
+            keep_cgroup_parents: true,
             ..Default::default()
         };
-        ensure_cgroup_parent(&rec.cgroup_path);
         let res = ops::create::create(&self.runtime, &id, &opts)
             .map_err(|source| StartError::Create {
                 id: id.clone(),
@@ -1343,23 +1345,6 @@ pub fn human_duration(secs: i64) -> String {
         _ if s < 60 * 86400 => format!("{} weeks", s / (7 * 86400)),
         _ if s < 2 * 365 * 86400 => format!("{} months", s / (30 * 86400)),
         _ => format!("{} years", s / (365 * 86400)),
-    }
-}
-
-/// Makes the parent of `cgroup_path` (`/berth`, or `--cgroup-parent`) in every hierarchy and
-/// leaves it there, as podman leaves `libpod_parent`: the runtime then creates and removes
-/// only the container's own leaf, instead of making the parents for each container and
-/// removing them again after the last one (two mkdir/rmdir pairs per hierarchy and run on a
-/// cgroup v1 host, about a millisecond). Best effort: the runtime makes what is missing.
-fn ensure_cgroup_parent(cgroup_path: &str) {
-    let Some((parent, _)) = cgroup_path.rsplit_once('/') else {
-        return;
-    };
-    if parent.is_empty() {
-        return;
-    }
-    if let Ok(mut cg) = berth_runtime::cgroups::Cgroup::resolve(Some(parent), "parent") {
-        let _ = cg.create(None);
     }
 }
 

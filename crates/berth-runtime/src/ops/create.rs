@@ -29,6 +29,11 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
+    /// Leave the parent directories of the cgroup (those `create` had to make) in place when
+    /// the container is deleted: only its own leaf is recorded as created. For an engine whose
+    /// containers share a parent (`/berth`), as podman keeps `libpod_parent`; `berth-runc`
+    /// removes everything it made, parents included.
+    pub keep_cgroup_parents: bool,
 }
 
 /// Why `create` failed. Whatever it had created is gone by the time this is returned.
@@ -188,6 +193,10 @@ fn create_in(
     });
     dir.save(&st)?;
     let created = cg.create(linux.resources().as_ref());
+    if opts.keep_cgroup_parents {
+        let leaves = cg.dirs.clone();
+        cg.created.retain(|d| leaves.contains(d));
+    }
     made.cgroup = Some(cg.clone());
     let cg = match created {
         Ok(w) => {
