@@ -431,8 +431,11 @@ impl Store {
     /// Records an image (only once all its layers are in the store) and points `names` at it.
     pub fn put_image(&self, rec: &ImageRecord, names: &[String]) -> Result<(), StoreError> {
         // The layers' and blobs' renames into place reach the disk before the record naming
-        // them does (without a journal, ext4 orders no metadata writes by itself).
-        self.sync()?;
+        // them does (without a journal, ext4 orders no metadata writes by itself). An image
+        // already recorded (a re-pull, a re-tag) had its layers flushed when it first was.
+        if self.record(&rec.id).is_err() {
+            self.sync()?;
+        }
         let _l = self.lock_records()?;
         let mut rec = rec.clone();
         if let Ok(old) = self.record(&rec.id) {
