@@ -53,46 +53,12 @@ pub struct EventsArgs {
 
 /// Docker's `units.BytesSize`: binary units, 4 significant digits.
 pub fn bytes_size(n: u64) -> String {
-    custom_size(
+    crate::format::custom_size(
         n as f64,
         1024.0,
         &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"],
         4,
     )
-}
-
-/// Docker's `units.HumanSizeWithPrecision(n, 3)`: SI units, 3 significant digits.
-pub fn human_size(n: u64) -> String {
-    custom_size(
-        n as f64,
-        1000.0,
-        &["B", "kB", "MB", "GB", "TB", "PB", "EB"],
-        3,
-    )
-}
-
-fn custom_size(mut v: f64, base: f64, units: &[&str], digits: usize) -> String {
-    let mut i = 0;
-    while v >= base && i < units.len() - 1 {
-        v /= base;
-        i += 1;
-    }
-    format!("{}{}", sig(v, digits), units[i])
-}
-
-/// Go's `%.Ng`: N significant digits, without trailing zeros.
-fn sig(v: f64, digits: usize) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let magnitude = v.abs().log10().floor() as i32;
-    let decimals = (digits as i32 - 1 - magnitude).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    }
 }
 
 /// One row of `stats`, keyed by Docker's template field names.
@@ -109,8 +75,8 @@ fn stats_row(label: &str, rec: &ContainerRecord, u: &Usage, no_trunc: bool) -> V
         "CPUPerc": format!("{:.2}%", u.cpu_percent),
         "MemUsage": format!("{} / {}", bytes_size(u.memory_usage), bytes_size(u.memory_limit)),
         "MemPerc": format!("{:.2}%", u.memory_percent),
-        "NetIO": format!("{} / {}", human_size(u.net_rx), human_size(u.net_tx)),
-        "BlockIO": format!("{} / {}", human_size(u.block_read), human_size(u.block_write)),
+        "NetIO": format!("{} / {}", crate::format::human(u.net_rx), crate::format::human(u.net_tx)),
+        "BlockIO": format!("{} / {}", crate::format::human(u.block_read), crate::format::human(u.block_write)),
         "PIDs": u.pids.to_string(),
     })
 }
@@ -337,10 +303,10 @@ mod tests {
         assert_eq!(bytes_size(1024), "1KiB");
         assert_eq!(bytes_size(1_589_248), "1.516MiB");
         assert_eq!(bytes_size(8_232_407_040), "7.667GiB");
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(1234), "1.23kB");
-        assert_eq!(human_size(45_600_000), "45.6MB");
-        assert_eq!(human_size(120_000), "120kB");
+        assert_eq!(crate::format::human(0), "0B");
+        assert_eq!(crate::format::human(999), "999B");
+        assert_eq!(crate::format::human(1234), "1.23kB");
+        assert_eq!(crate::format::human(45_600_000), "45.6MB");
+        assert_eq!(crate::format::human(120_000), "120kB");
     }
 }

@@ -12,23 +12,39 @@ use crate::{HistoryArgs, ImagesArgs};
 
 type Res = Result<(), Box<dyn Error>>;
 
-/// Bytes as Docker prints them (SI units).
+/// Bytes as Docker prints them: SI units, three significant digits (`units.HumanSize`).
 pub fn human(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
+    custom_size(
+        n as f64,
+        1000.0,
+        &["B", "kB", "MB", "GB", "TB", "PB", "EB"],
+        3,
+    )
+}
+
+/// `v` in the largest unit of `units` (each `base` times the previous) it reaches, with
+/// `digits` significant digits (Docker's `units.CustomSize`).
+pub fn custom_size(mut v: f64, base: f64, units: &[&str], digits: usize) -> String {
     let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
+    while v >= base && i < units.len() - 1 {
+        v /= base;
         i += 1;
     }
-    if i == 0 {
-        format!("{n}B")
+    format!("{}{}", sig(v, digits), units[i])
+}
+
+/// Go's `%.Ng`: N significant digits, without trailing zeros.
+fn sig(v: f64, digits: usize) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let decimals = (digits as i32 - 1 - magnitude).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
     } else {
-        format!("{v:.3}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + units[i]
+        s
     }
 }
 
@@ -417,6 +433,10 @@ mod tests {
         assert_eq!(human(999), "999B");
         assert_eq!(human(4_260_000), "4.26MB");
         assert_eq!(human(1_000_000), "1MB");
+        // Three significant digits, as `stats` prints them too.
+        assert_eq!(human(123_456_789), "123MB");
+        assert_eq!(human(0), "0B");
+        assert_eq!(human(1234), "1.23kB");
         assert_eq!(parse_rfc3339("1970-01-02T00:00:00Z"), Some(86400));
         assert_eq!(parse_rfc3339("2000-03-01T00:00:00.5Z"), Some(951_868_800));
         assert_eq!(
