@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::fixture::*;
+use common::ok;
 use serde_json::Value;
 
 /// Runs `berth ARGS` in the background, runs `during`, then reads its stdout until `done`
@@ -103,7 +104,7 @@ fn stats_reports_cpu_memory_pids_in_every_format_and_streams() {
     std::thread::sleep(Duration::from_millis(500));
 
     // The default table: Docker's columns, one row per running container.
-    let table = ok_text(fx.berth(&["stats", "--no-stream"]));
+    let table = ok(fx.berth(&["stats", "--no-stream"]));
     let mut lines = table.lines();
     let header = lines.next().unwrap();
     for col in [
@@ -130,7 +131,7 @@ fn stats_reports_cpu_memory_pids_in_every_format_and_streams() {
     );
 
     // JSON: the numbers are real.
-    let all = json_lines(&ok_text(fx.berth(&[
+    let all = json_lines(&ok(fx.berth(&[
         "stats",
         "--no-stream",
         "--format",
@@ -163,7 +164,7 @@ fn stats_reports_cpu_memory_pids_in_every_format_and_streams() {
     );
 
     // Named containers, a template, --no-trunc, -a.
-    let out = ok_text(fx.berth(&[
+    let out = ok(fx.berth(&[
         "stats",
         "--no-stream",
         "--no-trunc",
@@ -172,7 +173,7 @@ fn stats_reports_cpu_memory_pids_in_every_format_and_streams() {
         "busy",
     ]));
     assert_eq!(out, format!("busy {busy_id} busy\n"));
-    let out = ok_text(fx.berth(&[
+    let out = ok(fx.berth(&[
         "stats",
         "-a",
         "--no-stream",
@@ -202,14 +203,9 @@ fn stats_reports_cpu_memory_pids_in_every_format_and_streams() {
     assert_eq!(out.status.code(), Some(125));
 
     for c in ["busy", "idle", "gone"] {
-        ok_text(fx.berth(&["rm", "-f", c]));
+        ok(fx.berth(&["rm", "-f", c]));
     }
     fx.assert_no_leaks();
-}
-
-fn ok_text(out: std::process::Output) -> String {
-    assert!(out.status.success(), "berth failed: {}", text(&out.stderr));
-    text(&out.stdout)
 }
 
 /// `Type Action name exitCode` of every event line.
@@ -238,7 +234,7 @@ fn events_follow_the_lifecycle_and_filter_by_time_type_container_event_label() {
         return;
     }
     let fx = Fixture::new();
-    let t0 = ok_text(fx.berth(&[
+    let t0 = ok(fx.berth(&[
         "events", "--since", "1h", "--until", "0s", "--format", "json",
     ]));
     // The fixture's own `import`.
@@ -272,7 +268,7 @@ fn events_follow_the_lifecycle_and_filter_by_time_type_container_event_label() {
                 "exit 3",
             ]);
             assert_eq!(out.status.code(), Some(3));
-            ok_text(fx.run(&[
+            ok(fx.run(&[
                 "-d",
                 "--name",
                 "web",
@@ -281,15 +277,15 @@ fn events_follow_the_lifecycle_and_filter_by_time_type_container_event_label() {
                 "-c",
                 "trap 'exit 143' TERM; while :; do sleep 0.1; done",
             ]));
-            ok_text(fx.berth(&["pause", "web"]));
-            ok_text(fx.berth(&["unpause", "web"]));
-            ok_text(fx.berth(&["rename", "web", "front"]));
-            ok_text(fx.berth(&["exec", "front", "true"]));
-            ok_text(fx.berth(&["kill", "-s", "TERM", "front"]));
-            ok_text(fx.berth(&["wait", "front"]));
-            ok_text(fx.berth(&["rm", "front"]));
-            ok_text(fx.berth(&["tag", "busybox", "bb:2"]));
-            ok_text(fx.berth(&["rmi", "bb:2"]));
+            ok(fx.berth(&["pause", "web"]));
+            ok(fx.berth(&["unpause", "web"]));
+            ok(fx.berth(&["rename", "web", "front"]));
+            ok(fx.berth(&["exec", "front", "true"]));
+            ok(fx.berth(&["kill", "-s", "TERM", "front"]));
+            ok(fx.berth(&["wait", "front"]));
+            ok(fx.berth(&["rm", "front"]));
+            ok(fx.berth(&["tag", "busybox", "bb:2"]));
+            ok(fx.berth(&["rmi", "bb:2"]));
         },
         |s| s.contains("\"untag\""),
     );
@@ -331,7 +327,7 @@ fn events_follow_the_lifecycle_and_filter_by_time_type_container_event_label() {
             "events", "--since", &since, "--until", "0s", "--format", "json",
         ];
         args.extend_from_slice(extra);
-        summary(&json_lines(&ok_text(fx.berth(&args))))
+        summary(&json_lines(&ok(fx.berth(&args))))
     };
     assert_eq!(hist(&[]), want);
     assert_eq!(
@@ -359,7 +355,7 @@ fn events_follow_the_lifecycle_and_filter_by_time_type_container_event_label() {
         2
     );
     // The default line and a template.
-    let line = ok_text(fx.berth(&[
+    let line = ok(fx.berth(&[
         "events",
         "--since",
         &since,
@@ -374,7 +370,7 @@ fn events_follow_the_lifecycle_and_filter_by_time_type_container_event_label() {
         first.ends_with("(exitCode=3, image=busybox, name=once, tier=front)"),
         "{first}"
     );
-    let tpl = ok_text(fx.berth(&[
+    let tpl = ok(fx.berth(&[
         "events",
         "--since",
         &since,
@@ -410,7 +406,7 @@ fn events_follow_the_lifecycle_and_filter_by_time_type_container_event_label() {
     assert_eq!(first_die["Action"], "die");
     let t = first_die["timeNano"].as_i64().unwrap() + 1;
     let after = format!("{}.{:09}", t / 1_000_000_000, t % 1_000_000_000);
-    let later = ok_text(fx.berth(&[
+    let later = ok(fx.berth(&[
         "events",
         "--since",
         &after,
@@ -454,7 +450,7 @@ fn events_follow_the_lifecycle_and_filter_by_time_type_container_event_label() {
         "events --until did not end"
     );
     // An --until in the past before everything shows nothing.
-    let none = ok_text(fx.berth(&["events", "--since", "1", "--until", "2"]));
+    let none = ok(fx.berth(&["events", "--since", "1", "--until", "2"]));
     assert_eq!(none, "");
 
     // Bad input.
@@ -495,7 +491,7 @@ fn ps_size_shows_the_writable_layer_and_restarting_shows_the_back_off() {
         return;
     }
     let fx = Fixture::new();
-    ok_text(fx.run(&[
+    ok(fx.run(&[
         "-d",
         "--name",
         "writer",
@@ -505,7 +501,7 @@ fn ps_size_shows_the_writable_layer_and_restarting_shows_the_back_off() {
         "busybox dd if=/dev/zero of=/big bs=1000 count=100 2>/dev/null; sleep 1000",
     ]));
     let size = || {
-        ok_text(fx.berth(&[
+        ok(fx.berth(&[
             "ps",
             "-s",
             "--filter",
@@ -528,12 +524,12 @@ fn ps_size_shows_the_writable_layer_and_restarting_shows_the_back_off() {
         .parse()
         .unwrap_or_else(|_| panic!("{virt}"));
     assert!(mb > 0.5, "{virt}");
-    let table = ok_text(fx.berth(&["ps", "-s"]));
+    let table = ok(fx.berth(&["ps", "-s"]));
     assert!(table.lines().next().unwrap().ends_with("SIZE"), "{table}");
     assert!(table.contains("100kB (virtual"), "{table}");
 
     // A container that keeps failing under --restart always is "Restarting" between runs.
-    ok_text(fx.run(&[
+    ok(fx.run(&[
         "-d",
         "--name",
         "flaky",
@@ -545,7 +541,7 @@ fn ps_size_shows_the_writable_layer_and_restarting_shows_the_back_off() {
         "exit 2",
     ]));
     let status = || {
-        ok_text(fx.berth(&[
+        ok(fx.berth(&[
             "ps",
             "-a",
             "--filter",
@@ -561,14 +557,14 @@ fn ps_size_shows_the_writable_layer_and_restarting_shows_the_back_off() {
     );
     assert!(status().trim_end().ends_with(" restarting"));
     // As in Docker, a restarting container counts as running: plain `ps` lists it.
-    assert!(eventually(|| ok_text(fx.berth(&[
+    assert!(eventually(|| ok(fx.berth(&[
         "ps",
         "--format",
         "{{.Names}} {{.State}}"
     ]))
     .contains("flaky restarting")));
     let inspect = || {
-        ok_text(fx.berth(&[
+        ok(fx.berth(&[
             "inspect",
             "-f",
             "{{.State.Status}} {{.State.Restarting}} {{.State.Running}}",
@@ -581,10 +577,10 @@ fn ps_size_shows_the_writable_layer_and_restarting_shows_the_back_off() {
         inspect()
     );
     // stop cancels the restart and the state at once.
-    ok_text(fx.berth(&["stop", "flaky"]));
+    ok(fx.berth(&["stop", "flaky"]));
     assert_eq!(inspect(), "exited false false\n");
     assert_eq!(status(), "");
-    let exited = ok_text(fx.berth(&[
+    let exited = ok(fx.berth(&[
         "ps",
         "-a",
         "--filter",
@@ -595,7 +591,7 @@ fn ps_size_shows_the_writable_layer_and_restarting_shows_the_back_off() {
     assert!(exited.starts_with("Exited (2)"), "{exited}");
 
     for c in ["writer", "flaky"] {
-        ok_text(fx.berth(&["rm", "-f", c]));
+        ok(fx.berth(&["rm", "-f", c]));
     }
     fx.assert_no_leaks();
 }

@@ -8,12 +8,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::fixture::*;
+use common::ok;
 use serde_json::Value;
-
-fn ok_text(out: std::process::Output) -> String {
-    assert!(out.status.success(), "berth failed: {}", text(&out.stderr));
-    text(&out.stdout)
-}
 
 fn json(s: &str) -> Value {
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
@@ -25,29 +21,29 @@ fn version_info_df_and_system_prune() {
         return;
     }
     let fx = Fixture::new();
-    let v = json(&ok_text(fx.berth(&["version", "--format", "json"])));
+    let v = json(&ok(fx.berth(&["version", "--format", "json"])));
     assert_eq!(v["Client"]["Version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(v["Server"]["Version"], env!("CARGO_PKG_VERSION"));
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_eq!(v["Server"]["KernelVersion"], kernel.trim());
-    let text_v = ok_text(fx.berth(&["version"]));
+    let text_v = ok(fx.berth(&["version"]));
     assert!(text_v.starts_with("Client: Berth\n Version:"), "{text_v}");
     assert_eq!(
-        ok_text(fx.berth(&["version", "--format", "{{.Server.Os}}"])),
+        ok(fx.berth(&["version", "--format", "{{.Server.Os}}"])),
         "linux\n"
     );
 
     // One running, one paused, one stopped container, and a dangling image (imported
     // without a name).
-    ok_text(fx.run(&["-d", "--name", "up", "busybox", "sleep", "1000"]));
-    ok_text(fx.run(&["-d", "--name", "frozen", "busybox", "sleep", "1000"]));
-    ok_text(fx.berth(&["pause", "frozen"]));
-    ok_text(fx.run(&["--name", "done", "busybox", "sh", "-c", "echo hi > /f"]));
+    ok(fx.run(&["-d", "--name", "up", "busybox", "sleep", "1000"]));
+    ok(fx.run(&["-d", "--name", "frozen", "busybox", "sleep", "1000"]));
+    ok(fx.berth(&["pause", "frozen"]));
+    ok(fx.run(&["--name", "done", "busybox", "sh", "-c", "echo hi > /f"]));
     let tar = fx.dir.path().join("rootfs.tar");
-    let dangling = ok_text(fx.berth(&["import", tar.to_str().unwrap()]));
+    let dangling = ok(fx.berth(&["import", tar.to_str().unwrap()]));
     let dangling = dangling.trim();
 
-    let info = json(&ok_text(fx.berth(&["info", "--format", "json"])));
+    let info = json(&ok(fx.berth(&["info", "--format", "json"])));
     assert_eq!(info["Containers"], 3);
     assert_eq!(info["ContainersRunning"], 1);
     assert_eq!(info["ContainersPaused"], 1);
@@ -62,7 +58,7 @@ fn version_info_df_and_system_prune() {
         .as_array()
         .unwrap()
         .contains(&Value::from("name=seccomp,profile=builtin")));
-    let info_text = ok_text(fx.berth(&["info"]));
+    let info_text = ok(fx.berth(&["info"]));
     for l in [
         " Containers: 3\n",
         "  Running: 1\n",
@@ -74,16 +70,16 @@ fn version_info_df_and_system_prune() {
         assert!(info_text.contains(l), "{l:?} in {info_text}");
     }
     assert_eq!(
-        ok_text(fx.berth(&["system", "info", "--format", "{{.ContainersPaused}}"])),
+        ok(fx.berth(&["system", "info", "--format", "{{.ContainersPaused}}"])),
         "1\n"
     );
 
-    let df = ok_text(fx.berth(&["system", "df"]));
+    let df = ok(fx.berth(&["system", "df"]));
     assert!(df.starts_with("TYPE "), "{df}");
     let containers_row = df.lines().find(|l| l.starts_with("Containers")).unwrap();
     let cols: Vec<&str> = containers_row.split_whitespace().collect();
     assert_eq!(&cols[..3], ["Containers", "3", "2"], "{df}");
-    let rows: Vec<Value> = ok_text(fx.berth(&["system", "df", "--format", "json"]))
+    let rows: Vec<Value> = ok(fx.berth(&["system", "df", "--format", "json"]))
         .lines()
         .map(json)
         .collect();
@@ -108,11 +104,11 @@ fn version_info_df_and_system_prune() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("Are you sure you want to continue? [y/N]"));
-    assert_eq!(ok_text(fx.berth(&["ps", "-aq"])).lines().count(), 3);
+    assert_eq!(ok(fx.berth(&["ps", "-aq"])).lines().count(), 3);
 
     // prune -f: the stopped container and the dangling image go; the running and paused
     // ones and the image they use stay.
-    let out = ok_text(fx.berth(&["system", "prune", "-f"]));
+    let out = ok(fx.berth(&["system", "prune", "-f"]));
     let done_gone = out.starts_with("Deleted Containers:\n");
     assert!(done_gone, "{out}");
     assert!(
@@ -120,13 +116,13 @@ fn version_info_df_and_system_prune() {
         "{out}"
     );
     assert!(out.trim_end().starts_with("Deleted") && out.contains("Total reclaimed space: "));
-    assert_eq!(ok_text(fx.berth(&["ps", "-aq"])).lines().count(), 2);
-    assert_eq!(ok_text(fx.berth(&["images", "-q"])).lines().count(), 1);
+    assert_eq!(ok(fx.berth(&["ps", "-aq"])).lines().count(), 2);
+    assert_eq!(ok(fx.berth(&["images", "-q"])).lines().count(), 1);
     // -a keeps images in use.
-    let out = ok_text(fx.berth(&["system", "prune", "-af"]));
+    let out = ok(fx.berth(&["system", "prune", "-af"]));
     assert_eq!(out, "Total reclaimed space: 0B\n");
-    assert_eq!(ok_text(fx.berth(&["images", "-q"])).lines().count(), 1);
-    let deleted = ok_text(fx.berth(&[
+    assert_eq!(ok(fx.berth(&["images", "-q"])).lines().count(), 1);
+    let deleted = ok(fx.berth(&[
         "events",
         "--since",
         "1h",
@@ -142,7 +138,7 @@ fn version_info_df_and_system_prune() {
     assert_eq!(deleted.trim(), dangling);
 
     for c in ["up", "frozen"] {
-        ok_text(fx.berth(&["rm", "-f", c]));
+        ok(fx.berth(&["rm", "-f", c]));
     }
     fx.assert_no_leaks();
 }
@@ -175,7 +171,7 @@ fn the_configuration_file_sets_defaults_and_flags_win() {
         all.extend_from_slice(args);
         fx.berth(&all)
     };
-    let info = json(&ok_text(with(&["info", "--format", "json"])));
+    let info = json(&ok(with(&["info", "--format", "json"])));
     assert_eq!(info["DockerRootDir"], fx.root().to_str().unwrap());
     assert_eq!(info["ConfigFile"], c);
     assert_eq!(
@@ -188,7 +184,7 @@ fn the_configuration_file_sets_defaults_and_flags_win() {
         .env("BERTH_CONFIG", &cfg)
         .output()
         .unwrap();
-    assert_eq!(ok_text(out).trim(), other_root.to_str().unwrap());
+    assert_eq!(ok(out).trim(), other_root.to_str().unwrap());
     // --config wins over BERTH_CONFIG.
     let out = Command::new(BERTH)
         .args(["--config", c, "--root"])
@@ -204,7 +200,7 @@ fn the_configuration_file_sets_defaults_and_flags_win() {
         .output()
         .unwrap();
     assert_eq!(
-        ok_text(out).trim(),
+        ok(out).trim(),
         r#"["flag.example:1","reg.example:5000"]"#
     );
 
@@ -215,9 +211,9 @@ fn the_configuration_file_sets_defaults_and_flags_win() {
         all.extend_from_slice(args);
         fx.berth(&all)
     };
-    let out = ok_text(run(&["--rm", "busybox", "sh", "-c", "ulimit -n"]));
+    let out = ok(run(&["--rm", "busybox", "sh", "-c", "ulimit -n"]));
     assert_eq!(out, "1000\n");
-    let out = ok_text(run(&[
+    let out = ok(run(&[
         "--rm",
         "--ulimit",
         "nofile=500:2000",
@@ -227,8 +223,8 @@ fn the_configuration_file_sets_defaults_and_flags_win() {
         "ulimit -n",
     ]));
     assert_eq!(out, "500\n");
-    ok_text(run(&["--name", "l1", "busybox", "true"]));
-    ok_text(run(&[
+    ok(run(&["--name", "l1", "busybox", "true"]));
+    ok(run(&[
         "--name",
         "l2",
         "--log-opt",
@@ -236,7 +232,7 @@ fn the_configuration_file_sets_defaults_and_flags_win() {
         "busybox",
         "true",
     ]));
-    ok_text(run(&[
+    ok(run(&[
         "--name",
         "l3",
         "--log-driver",
@@ -245,7 +241,7 @@ fn the_configuration_file_sets_defaults_and_flags_win() {
         "true",
     ]));
     let cfg_of = |n: &str| {
-        ok_text(with(&[
+        ok(with(&[
             "inspect",
             "-f",
             "{{json .HostConfig.LogConfig}} {{.HostConfig.CgroupParent}}",
@@ -264,7 +260,7 @@ fn the_configuration_file_sets_defaults_and_flags_win() {
 
     // The event log stays within the file's bound (2 KiB, one older file kept).
     for i in 0..6 {
-        ok_text(with(&[
+        ok(with(&[
             "rename",
             if i % 2 == 0 { "l1" } else { "l1b" },
             if i % 2 == 0 { "l1b" } else { "l1" },
@@ -273,7 +269,7 @@ fn the_configuration_file_sets_defaults_and_flags_win() {
     let log = fx.root().join("events.log");
     assert!(std::fs::metadata(&log).unwrap().len() <= 2048);
     assert!(fx.root().join("events.log.1").exists());
-    let renames = ok_text(with(&[
+    let renames = ok(with(&[
         "events",
         "--since",
         "1h",
@@ -313,7 +309,7 @@ fn the_configuration_file_sets_defaults_and_flags_win() {
     assert!(text(&out.stderr).contains("reading the configuration file /nonexistent/berth.toml"));
 
     for n in ["l1", "l2", "l3"] {
-        ok_text(fx.berth(&["rm", n]));
+        ok(fx.berth(&["rm", n]));
     }
     fx.assert_no_leaks();
 }
@@ -327,7 +323,7 @@ fn system_prune_volumes_removes_unused_anonymous_volumes() {
     }
     let fx = Fixture::new();
     let ls = |fx: &Fixture| -> Vec<String> {
-        let mut v: Vec<String> = ok_text(fx.berth(&["volume", "ls", "-q"]))
+        let mut v: Vec<String> = ok(fx.berth(&["volume", "ls", "-q"]))
             .lines()
             .map(str::to_owned)
             .collect();
@@ -335,24 +331,24 @@ fn system_prune_volumes_removes_unused_anonymous_volumes() {
         v
     };
     // One anonymous volume left behind by a plain `rm`, one still in use, one named.
-    let gone = ok_text(fx.run(&["-d", "-v", "/data", "busybox", "true"]));
-    ok_text(fx.berth(&["wait", gone.trim()]));
+    let gone = ok(fx.run(&["-d", "-v", "/data", "busybox", "true"]));
+    ok(fx.berth(&["wait", gone.trim()]));
     let anon_gone = ls(&fx);
     assert_eq!(anon_gone.len(), 1, "{anon_gone:?}");
-    ok_text(fx.berth(&["rm", gone.trim()]));
-    let kept = ok_text(fx.run(&[
+    ok(fx.berth(&["rm", gone.trim()]));
+    let kept = ok(fx.run(&[
         "-d", "--name", "user", "-v", "/keep", "busybox", "sleep", "60",
     ]));
-    ok_text(fx.berth(&["volume", "create", "named"]));
+    ok(fx.berth(&["volume", "create", "named"]));
     assert_eq!(ls(&fx).len(), 3);
-    let out = ok_text(fx.berth(&["system", "prune", "-f", "--volumes"]));
+    let out = ok(fx.berth(&["system", "prune", "-f", "--volumes"]));
     assert!(out.contains("Deleted Volumes:"), "{out}");
     assert!(out.contains(&anon_gone[0]), "{out}");
     let left = ls(&fx);
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(left.contains(&"named".to_owned()) && !left.contains(&anon_gone[0]));
-    ok_text(fx.berth(&["rm", "-f", "-v", kept.trim()]));
-    ok_text(fx.berth(&["volume", "rm", "named"]));
+    ok(fx.berth(&["rm", "-f", "-v", kept.trim()]));
+    ok(fx.berth(&["volume", "rm", "named"]));
     fx.assert_no_leaks();
 }
 
@@ -366,7 +362,7 @@ fn system_reset_removes_everything_and_restores_the_host() {
     }
     let fx = Fixture::new();
     let forward = || {
-        ok_text(
+        ok(
             fx.cmd("cat")
                 .arg("/proc/sys/net/ipv4/ip_forward")
                 .output()
@@ -376,9 +372,9 @@ fn system_reset_removes_everything_and_restores_the_host() {
         .to_owned()
     };
     assert_eq!(forward(), "0", "a new namespace forwards nothing");
-    ok_text(fx.berth(&["network", "create", "resetnet"]));
-    ok_text(fx.berth(&["volume", "create", "resetvol"]));
-    ok_text(fx.run(&[
+    ok(fx.berth(&["network", "create", "resetnet"]));
+    ok(fx.berth(&["volume", "create", "resetvol"]));
+    ok(fx.run(&[
         "-d",
         "--name",
         "up",
@@ -390,8 +386,8 @@ fn system_reset_removes_everything_and_restores_the_host() {
         "sleep",
         "100",
     ]));
-    ok_text(fx.run(&["-d", "--network", "resetnet", "busybox", "sleep", "100"]));
-    ok_text(fx.run(&["--network", "none", "busybox", "true"]));
+    ok(fx.run(&["-d", "--network", "resetnet", "busybox", "sleep", "100"]));
+    ok(fx.run(&["--network", "none", "busybox", "true"]));
     assert_eq!(forward(), "1");
     let parent = std::path::Path::new("/sys/fs/cgroup/pids").join(&fx.cgroup_parent[1..]);
     assert!(parent.is_dir(), "the engine keeps its cgroup parent");
@@ -407,25 +403,25 @@ fn system_reset_removes_everything_and_restores_the_host() {
         .unwrap();
     asked.stdin.take().unwrap().write_all(b"n\n").unwrap();
     assert!(!asked.wait_with_output().unwrap().status.success());
-    assert_eq!(ok_text(fx.berth(&["ps", "-aq"])).lines().count(), 3);
-    assert_ne!(ok_text(fx.berth(&["images", "-q"])), "");
+    assert_eq!(ok(fx.berth(&["ps", "-aq"])).lines().count(), 3);
+    assert_ne!(ok(fx.berth(&["images", "-q"])), "");
     assert_eq!(
-        ok_text(fx.berth(&["volume", "ls", "-q"])).trim(),
+        ok(fx.berth(&["volume", "ls", "-q"])).trim(),
         "resetvol"
     );
-    assert!(ok_text(fx.berth(&["network", "ls"])).contains("resetnet"));
+    assert!(ok(fx.berth(&["network", "ls"])).contains("resetnet"));
     assert_eq!(forward(), "1");
 
-    ok_text(fx.berth(&["system", "reset", "-f"]));
-    assert_eq!(ok_text(fx.berth(&["ps", "-aq"])), "");
-    assert_eq!(ok_text(fx.berth(&["images", "-q"])), "");
-    assert_eq!(ok_text(fx.berth(&["volume", "ls", "-q"])), "");
-    let links = ok_text(fx.cmd("ip").args(["-o", "link"]).output().unwrap());
+    ok(fx.berth(&["system", "reset", "-f"]));
+    assert_eq!(ok(fx.berth(&["ps", "-aq"])), "");
+    assert_eq!(ok(fx.berth(&["images", "-q"])), "");
+    assert_eq!(ok(fx.berth(&["volume", "ls", "-q"])), "");
+    let links = ok(fx.cmd("ip").args(["-o", "link"]).output().unwrap());
     assert!(
         !links.contains("berth0") && !links.contains(": br-") && !links.contains(": vb"),
         "{links}"
     );
-    let tables = ok_text(fx.cmd("nft").args(["list", "tables"]).output().unwrap());
+    let tables = ok(fx.cmd("nft").args(["list", "tables"]).output().unwrap());
     assert!(!tables.contains("berth"), "{tables}");
     assert_eq!(forward(), "0", "ip_forward not restored");
     assert!(!parent.exists(), "cgroup parent left");
