@@ -479,17 +479,19 @@ fn cve_2018_15664_cp_symlink_swap_race_never_reaches_the_host() {
         &fx.run(&["-d", "--name", "race", "busybox", "sh", "-c", &script]),
         "run -d",
     );
-    // Wait for the loop to be going (the data file exists at some moment).
-    for _ in 0..100 {
-        if fx
+    // Wait for the loop to be going (/w/dir seen as the symlink at some moment): without
+    // the swaps the copies below would prove nothing.
+    let swapping = (0..100).any(|_| {
+        let seen = fx
             .berth(&["exec", "race", "sh", "-c", "busybox test -L /w/dir"])
             .status
-            .success()
-        {
-            break;
+            .success();
+        if !seen {
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+        seen
+    });
+    assert!(swapping, "the symlink swap loop never ran");
     let evil = fx.dir.path().join("evil");
     std::fs::write(&evil, "evil\n").unwrap();
     let out = fx.dir.path().join("out");
