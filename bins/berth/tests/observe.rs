@@ -131,12 +131,7 @@ fn stats_reports_cpu_memory_pids_in_every_format_and_streams() {
     );
 
     // JSON: the numbers are real.
-    let all = json_lines(&ok(fx.berth(&[
-        "stats",
-        "--no-stream",
-        "--format",
-        "json",
-    ])));
+    let all = json_lines(&ok(fx.berth(&["stats", "--no-stream", "--format", "json"])));
     let busy = all.iter().find(|v| v["Name"] == "busy").unwrap();
     let idle = all.iter().find(|v| v["Name"] == "idle").unwrap();
     assert!(percent(&busy["CPUPerc"]) > 1.0, "{busy}");

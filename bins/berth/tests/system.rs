@@ -199,10 +199,7 @@ fn the_configuration_file_sets_defaults_and_flags_win() {
         .env("BERTH_CONFIG", "/nonexistent/berth.toml")
         .output()
         .unwrap();
-    assert_eq!(
-        ok(out).trim(),
-        r#"["flag.example:1","reg.example:5000"]"#
-    );
+    assert_eq!(ok(out).trim(), r#"["flag.example:1","reg.example:5000"]"#);
 
     // The file's cgroup parent (no --cgroup-parent here), ulimits and log options; the
     // command line's own values win.
@@ -362,12 +359,11 @@ fn system_reset_removes_everything_and_restores_the_host() {
     }
     let fx = Fixture::new();
     let forward = || {
-        ok(
-            fx.cmd("cat")
-                .arg("/proc/sys/net/ipv4/ip_forward")
-                .output()
-                .unwrap(),
-        )
+        ok(fx
+            .cmd("cat")
+            .arg("/proc/sys/net/ipv4/ip_forward")
+            .output()
+            .unwrap())
         .trim()
         .to_owned()
     };
@@ -405,10 +401,7 @@ fn system_reset_removes_everything_and_restores_the_host() {
     assert!(!asked.wait_with_output().unwrap().status.success());
     assert_eq!(ok(fx.berth(&["ps", "-aq"])).lines().count(), 3);
     assert_ne!(ok(fx.berth(&["images", "-q"])), "");
-    assert_eq!(
-        ok(fx.berth(&["volume", "ls", "-q"])).trim(),
-        "resetvol"
-    );
+    assert_eq!(ok(fx.berth(&["volume", "ls", "-q"])).trim(), "resetvol");
     assert!(ok(fx.berth(&["network", "ls"])).contains("resetnet"));
     assert_eq!(forward(), "1");
 
