@@ -584,16 +584,21 @@ fn open_dir_in_root(rootfs: &Path, path: &str) -> io::Result<Option<OwnedFd>> {
     )?;
     let rel = path.trim_start_matches('/');
     let rel = if rel.is_empty() { "." } else { rel };
-    match rustix::fs::openat2(
-        &root,
-        rel,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
-    ) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) => Ok(None),
-        Err(e) => Err(e.into()),
+    // Retried on EAGAIN: a rename or mount elsewhere raced a `..` step (openat2(2)).
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(
+            &root,
+            rel,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+        ) {
+            Ok(fd) => return Ok(Some(fd)),
+            Err(rustix::io::Errno::AGAIN) if tries < 64 => tries += 1,
+            Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

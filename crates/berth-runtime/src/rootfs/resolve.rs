@@ -78,9 +78,16 @@ pub fn open_in_root(
         resolve |= ResolveFlag::RESOLVE_NO_SYMLINKS;
     }
     let how = OpenHow::new().flags(path_flags(want)).resolve(resolve);
-    match openat2(root, rel.as_path(), how) {
-        Err(Errno::ENOSYS) => walk_in_root(root, path, want, symlinks),
-        other => other,
+    // RESOLVE_IN_ROOT answers EAGAIN when a rename or mount anywhere on the host raced a `..`
+    // step of the lookup (openat2(2)): a retry is the documented answer, and a busy host
+    // (other containers starting) makes one likely sooner or later.
+    let mut tries = 0;
+    loop {
+        match openat2(root, rel.as_path(), how) {
+            Err(Errno::ENOSYS) => return walk_in_root(root, path, want, symlinks),
+            Err(Errno::EAGAIN) if tries < 64 => tries += 1,
+            other => return other,
+        }
     }
 }
 
