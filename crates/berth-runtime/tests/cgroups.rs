@@ -221,8 +221,11 @@ fn processes_join_and_are_listed() {
         "{:?}",
         f.cg.pids()
     );
-    // CLONE_INTO_CGROUP needs the v2 directory fd, and it is only enough on a pure v2 host.
-    assert_eq!(f.cg.open_v2_dir().unwrap().is_some(), pure_v2());
+    // CLONE_INTO_CGROUP needs the v2 directory fd (pure v2 and hybrid hosts); the v1
+    // hierarchies are joined through their `tasks` files.
+    let has_v2 = Layout::detect().unwrap().unified().is_some();
+    assert_eq!(f.cg.open_v2_dir().unwrap().is_some(), has_v2);
+    assert_eq!(f.cg.v1_tasks_files().is_empty(), pure_v2());
 }
 
 #[test]

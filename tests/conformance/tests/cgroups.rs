@@ -38,6 +38,13 @@ fn cgroups_memory_and_pids_limits_applied() {
     // The container's own view names the same cgroup (no cgroup namespace in this spec).
     let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(own.lines().all(|l| l.ends_with(&cg)), "{own}");
+    // An exec'd process joins the same cgroup in every hierarchy (it moves itself into the v1
+    // ones through `tasks`, and is forked into the v2 one).
+    let out = rt.exec(&id, &[], &["/bin/cat", "/proc/self/cgroup"]);
+    out.assert_ok();
+    let theirs = &out.stdout;
+    assert_eq!(theirs.lines().count(), own.lines().count(), "{theirs}");
+    assert!(theirs.lines().all(|l| l.ends_with(&cg)), "{theirs}");
 
     rt.delete(&id, true).assert_ok();
     assert!(

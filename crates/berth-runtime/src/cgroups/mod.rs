@@ -475,17 +475,36 @@ impl Cgroup {
 
     /// Moves `pid` into the cgroup (every hierarchy).
     pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
-        for p in &self.placements {
-            let file = p.dir.join("cgroup.procs");
+        self.add_pid_to(pid, |_| true)
+    }
+
+    /// Moves `pid` into the cgroup's v2 directory only: the spawn path's fallback when
+    /// `clone3(CLONE_INTO_CGROUP)` is not available (the v1 hierarchies are joined by the child
+    /// itself, [`join_v1_self`]).
+    pub fn add_pid_v2(&self, pid: i32) -> Result<(), CgroupError> {
+        self.add_pid_to(pid, |p| p.version == Version::V2)
+    }
+
+    fn add_pid_to(&self, pid: i32, pick: impl Fn(&Placement) -> bool) -> Result<(), CgroupError> {
+        for p in self.placements.iter().filter(|p| pick(p)) {
             write_file(&p.dir, "cgroup.procs", &pid.to_string()).map_err(|source| {
                 CgroupError::AddPid {
                     pid,
-                    file: file.clone(),
+                    file: p.dir.join("cgroup.procs"),
                     source,
                 }
             })?;
         }
         Ok(())
+    }
+
+    /// The `tasks` files of the cgroup's v1 hierarchies, for [`join_v1_self`] in a forked child.
+    pub fn v1_tasks_files(&self) -> Vec<PathBuf> {
+        self.placements
+            .iter()
+            .filter(|p| p.version == Version::V1)
+            .map(|p| p.dir.join("tasks"))
+            .collect()
     }
 
     /// The directory `pids`, `freeze` and `destroy` look at: the freezer (v1) or the v2 one.
@@ -657,13 +676,10 @@ impl Cgroup {
         }
     }
 
-    /// A descriptor of the cgroup v2 directory for `clone3(CLONE_INTO_CGROUP)`, on hosts
-    /// where cgroup v2 is the only hierarchy (on v1 and hybrid hosts the child must still be
-    /// added to every v1 hierarchy, so [`Cgroup::add_pid`] is the way). Call after `create`.
+    /// A descriptor of the cgroup's v2 directory, for `clone3(CLONE_INTO_CGROUP)`: on a pure v2
+    /// host and on a hybrid one (where it covers only the unified hierarchy; the v1 ones are
+    /// joined with [`join_v1_self`]). `None` without a v2 placement. Call after `create`.
     pub fn open_v2_dir(&self) -> Result<Option<OwnedFd>, CgroupError> {
-        if self.placements.iter().any(|p| p.version == Version::V1) {
-            return Ok(None);
-        }
         match self.v2_placement() {
             Some(p) => open_dir(&p.dir).map(Some),
             None => Ok(None),
@@ -869,6 +885,34 @@ fn clean(path: &str, shown: &str) -> Result<String, CgroupError> {
 /// Writes one value to a cgroup file. O_TRUNC without O_CREAT: cgroupfs files always exist,
 /// and a missing one means a missing controller, which must fail rather than create a plain
 /// file (that could only happen on a fake cgroupfs anyway).
+/// Moves the calling thread into each v1 hierarchy's `tasks` file given (from
+/// [`Cgroup::v1_tasks_files`]). Called by the spawn path's intermediate process, which is
+/// single-threaded, so this moves the whole process, and its children inherit the cgroups.
+///
+/// Why not the parent writing the child's pid to `cgroup.procs`: that takes the kernel's global
+/// `cgroup_threadgroup_rwsem` for writing, and the first writer after a quiet spell waits for an
+/// RCU grace period (5-25 ms on the test VM, most runs paid it). A thread moving itself through
+/// `tasks` ("0" names the caller) needs no thread-group stability, and the kernel skips that
+/// lock (`cgroup_procs_write_start`). On kernels without that shortcut it costs what the
+/// `cgroup.procs` write did. See docs/decisions/0008-start-latency.md.
+pub fn join_v1_self(tasks_files: &[PathBuf]) -> Result<(), CgroupError> {
+    for file in tasks_files {
+        let write = || -> io::Result<()> {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(file)?;
+            f.write_all(b"0")
+        };
+        write().map_err(|source| CgroupError::AddPid {
+            pid: std::process::id() as i32,
+            file: file.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 fn write_file(dir: &Path, file: &str, value: &str) -> io::Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -1263,10 +1307,21 @@ mod tests {
     }
 
     #[test]
-    fn open_v2_dir_is_only_offered_on_pure_v2() {
+    fn a_hybrid_cgroup_offers_its_v2_dir_and_lists_the_v1_tasks_files() {
         let fake = FakeFs::hybrid();
-        let cg = Cgroup::resolve_in(&fake.layout, &me(), Some("/c"), "id").unwrap();
-        assert!(cg.open_v2_dir().unwrap().is_none());
+        let mut cg = Cgroup::resolve_in(&fake.layout, &me(), Some("/c"), "id").unwrap();
+        cg.create(None).unwrap();
+        assert!(cg.open_v2_dir().unwrap().is_some());
+        let tasks = cg.v1_tasks_files();
+        assert!(!tasks.is_empty());
+        for h in ["memory", "pids", "freezer"] {
+            assert!(
+                tasks.contains(&fake.path(h).join("c/tasks")),
+                "{h}: {tasks:?}"
+            );
+        }
+        assert!(!tasks.iter().any(|t| t.starts_with(fake.path("unified"))));
+        cg.destroy().unwrap();
     }
 
     #[test]

@@ -46,8 +46,8 @@ fn ctx<T>(s: InitStep, what: String, r: nix::Result<T>) -> Step<T> {
 }
 
 /// The intermediate process. Never returns.
-pub fn intermediate(plan: &SpawnPlan, chan: Channel, io: ChildIo) -> ! {
-    match run_intermediate(plan, &chan, io) {
+pub fn intermediate(plan: &SpawnPlan, chan: Channel, io: ChildIo, v1_tasks: &[PathBuf]) -> ! {
+    match run_intermediate(plan, &chan, io, v1_tasks) {
         Ok(()) => sys::exit_now(0),
         Err(e) => {
             let _ = chan.send(&Msg::Error(e));
@@ -56,7 +56,12 @@ pub fn intermediate(plan: &SpawnPlan, chan: Channel, io: ChildIo) -> ! {
     }
 }
 
-fn run_intermediate(plan: &SpawnPlan, chan: &Channel, io: ChildIo) -> Step<()> {
+fn run_intermediate(
+    plan: &SpawnPlan,
+    chan: &Channel,
+    io: ChildIo,
+    v1_tasks: &[PathBuf],
+) -> Step<()> {
     // 1. Nothing of the runtime's may reach the container: close every inherited descriptor
     //    above the preserved ones, except what we hand on (CVE-2024-21626).
     let mut keep = vec![chan.as_raw()];
@@ -71,8 +76,10 @@ fn run_intermediate(plan: &SpawnPlan, chan: &Channel, io: ChildIo) -> Step<()> {
         InitStep::CloseFds,
         sys::set_parent_death_signal(libc::SIGKILL),
     )?;
-    // 3. The parent has put us in the cgroup (children inherit it).
+    // 3. The parent has put us in the cgroup's v2 directory; we join its v1 hierarchies
+    //    ourselves, before anything else (children, and so the init, inherit them).
     step(InitStep::Sync, chan.expect("Go", |m| matches!(m, Msg::Go)))?.map(drop)?;
+    step(InitStep::JoinCgroup, crate::cgroups::join_v1_self(v1_tasks))?;
 
     // 4. Join namespaces given by path: open them all first (joining the mount namespace
     //    changes what paths mean), then setns in order, user first.

@@ -3,7 +3,8 @@
 //!
 //! Process model (crun-like, no re-exec):
 //! 1. the parent (single-threaded) forks an *intermediate* process over one SEQPACKET
-//!    socketpair ([`channel`]) and puts it in the container's cgroup;
+//!    socketpair ([`channel`]), straight into the cgroup's v2 directory when there is one;
+//!    the intermediate moves itself into the v1 hierarchies (`tasks`, no global lock);
 //! 2. the intermediate joins the namespaces given by path, unshares a user namespace (the
 //!    parent writes its id maps), then every other new namespace (the parent writes time
 //!    offsets), and forks the container's *init*, which is PID 1 of a new PID namespace;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InitStep {
     CloseFds,
+    JoinCgroup,
     JoinNamespace,
     UnshareUserNamespace,
     BecomeRoot,
@@ -54,6 +56,7 @@ impl std::fmt::Display for InitStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = match self {
             InitStep::CloseFds => "closing inherited file descriptors",
+            InitStep::JoinCgroup => "joining the cgroup",
             InitStep::JoinNamespace => "joining a namespace",
             InitStep::UnshareUserNamespace => "creating the user namespace",
             InitStep::BecomeRoot => "becoming root in the user namespace",

@@ -83,12 +83,16 @@ pub fn spawn(
 ) -> Result<Spawned, SpawnError> {
     ensure_single_threaded()?;
     let (parent_end, child_end) = channel::pair()?;
-    // On a pure cgroup v2 host, fork straight into the cgroup (CLONE_INTO_CGROUP); elsewhere,
-    // or on a kernel without clone3, fork and then move the child before it does anything.
+    // Nothing here writes a pid into `cgroup.procs` if it can help it: that takes the kernel's
+    // global threadgroup lock, whose first writer after a quiet spell waits for an RCU grace
+    // period (often longer than the rest of a container start). Instead the child is forked
+    // straight into the v2 directory (CLONE_INTO_CGROUP, pure v2 and hybrid hosts) and moves
+    // itself into each v1 hierarchy through `tasks` ([`crate::cgroups::join_v1_self`]).
     let cgroup_fd = match cgroup {
         Some(cg) => cg.open_v2_dir().map_err(SpawnError::Cgroup)?,
         None => None,
     };
+    let v1_tasks = cgroup.map(Cgroup::v1_tasks_files).unwrap_or_default();
     let forked = match &cgroup_fd {
         Some(fd) => match sys::fork_into_cgroup(fd.as_fd()) {
             Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL | Errno::EOPNOTSUPP) => {
@@ -98,11 +102,11 @@ pub fn spawn(
         },
         None => sys::fork().map(|f| (f, false)),
     };
-    let (forked, in_cgroup) = forked.map_err(SpawnError::Fork)?;
+    let (forked, in_v2) = forked.map_err(SpawnError::Fork)?;
     let intermediate = match forked {
         sys::Forked::Child => {
             drop(parent_end);
-            init::intermediate(plan, child_end, io)
+            init::intermediate(plan, child_end, io, &v1_tasks)
         }
         sys::Forked::Parent(pid) => pid,
     };
@@ -116,12 +120,15 @@ pub fn spawn(
     let chan = parent_end;
     let fail = |e: SpawnError| Err(e);
 
-    drop(cgroup_fd);
-    if let Some(cg) = cgroup.filter(|_| !in_cgroup) {
-        if let Err(e) = cg.add_pid(intermediate.as_raw()) {
-            return fail(SpawnError::Cgroup(e));
+    // Without clone3 into the cgroup, the v2 directory is joined the slow way.
+    if cgroup_fd.is_some() && !in_v2 {
+        if let Some(cg) = cgroup {
+            if let Err(e) = cg.add_pid_v2(intermediate.as_raw()) {
+                return fail(SpawnError::Cgroup(e));
+            }
         }
     }
+    drop(cgroup_fd);
     chan.send(&Msg::Go)?;
 
     let proc = ProcFs::host().map_err(|source| SpawnError::IdMaps {
