@@ -556,3 +556,31 @@ fn cve_2018_15664_cp_symlink_swap_race_never_reaches_the_host() {
     ok(&fx.berth(&["rm", "-f", "race"]), "rm");
     fx.assert_no_leaks();
 }
+
+#[test]
+fn a_rm_containers_writable_layer_is_volatile_and_a_kept_ones_is_not() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = Fixture::new();
+    fx.import_busybox();
+    let root_mount = "grep ' / / ' /proc/self/mountinfo";
+    // podman does the same: a --rm container's changes are thrown away, so the kernel need not
+    // sync them (nor the whole upper filesystem when the overlay is unmounted).
+    let rm = ok(
+        &fx.run(&["--rm", "busybox", "sh", "-c", root_mount]),
+        "run --rm",
+    );
+    assert!(rm.contains(" overlay ") && rm.contains("volatile"), "{rm}");
+    let kept = ok(
+        &fx.run(&["--name", "kept", "busybox", "sh", "-c", root_mount]),
+        "run",
+    );
+    assert!(
+        kept.contains(" overlay ") && !kept.contains("volatile"),
+        "{kept}"
+    );
+    ok(&fx.berth(&["start", "-a", "kept"]), "start again");
+    ok(&fx.berth(&["rm", "kept"]), "rm");
+    fx.assert_no_leaks();
+}

@@ -630,7 +630,10 @@ impl Engine {
             source,
         };
         let snaps = Snapshotter::new(store.clone());
-        snaps.create(&id, image, None).map_err(snap_err)?;
+        // A `--rm` container's writable layer is disposable: no syncs for it (podman does the same).
+        snaps
+            .create_with(&id, image, None, rec.auto_remove)
+            .map_err(snap_err)?;
         let rootfs = bundle_rootfs(rec);
         let write_err = |path: &Path| {
             let path = path.to_owned();

@@ -42,6 +42,15 @@ pub struct SnapshotRecord {
     /// Bottom layer first.
     pub chain_ids: Vec<Digest>,
     pub kind: SnapshotKind,
+    /// The writable layer is disposable (a `--rm` container): the overlay is mounted with
+    /// `volatile`, so the kernel skips every sync of the upper directory, including the one of
+    /// the whole upper filesystem that an unmount otherwise does (podman does the same for
+    /// `--rm`). Such a layer does not survive a host crash or reboot: see [`Snapshotter::mount`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub volatile: bool,
+    /// For a volatile snapshot, the boot (`/proc/sys/kernel/random/boot_id`) of its last mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
 }
 
 /// Paths of a created snapshot.
@@ -54,6 +63,8 @@ pub struct Snapshot {
     pub work: PathBuf,
     /// For the copy fallback: the materialised root filesystem.
     pub rootfs: PathBuf,
+    /// Mount the overlay with `volatile` ([`SnapshotRecord::volatile`]).
+    pub volatile: bool,
 }
 
 /// Why a snapshot operation failed.
@@ -140,6 +151,18 @@ impl Snapshotter {
         image: &ImageRecord,
         kind: Option<SnapshotKind>,
     ) -> Result<Snapshot, SnapshotError> {
+        self.create_with(id, image, kind, false)
+    }
+
+    /// [`Snapshotter::create`], with a disposable writable layer when `volatile`
+    /// ([`SnapshotRecord::volatile`]).
+    pub fn create_with(
+        &self,
+        id: &str,
+        image: &ImageRecord,
+        kind: Option<SnapshotKind>,
+        volatile: bool,
+    ) -> Result<Snapshot, SnapshotError> {
         let dir = self.dir(id)?;
         let kind = kind.unwrap_or(if Self::overlay_supported() {
             SnapshotKind::Overlay
@@ -166,11 +189,14 @@ impl Snapshotter {
             }
             Err(e) => return Err(io("create snapshot directory")(e)),
         }
+        let volatile = volatile && kind == SnapshotKind::Overlay;
         let rec = SnapshotRecord {
             container_id: id.into(),
             image_id: image.id.clone(),
             chain_ids,
             kind,
+            volatile,
+            boot_id: volatile.then(boot_id).flatten(),
         };
         let result = (|| {
             for d in ["upper", "work", "rootfs"] {
@@ -211,7 +237,43 @@ impl Snapshotter {
             upper: dir.join("upper"),
             work: dir.join("work"),
             rootfs: dir.join("rootfs"),
+            volatile: rec.volatile,
         }
+    }
+
+    /// Before mounting a volatile overlay again: the kernel leaves `work/work/incompat/volatile`
+    /// behind and refuses any later mount while it exists, because after a crash the upper
+    /// directory may have lost writes. Within the boot that wrote it nothing was lost (the page
+    /// cache is intact), so the marker goes. After a reboot the writable layer is reset to
+    /// empty: a `--rm` container's changes are not kept across a host restart.
+    fn prepare_volatile(&self, id: &str, rec: &SnapshotRecord) -> Result<(), SnapshotError> {
+        if !rec.volatile {
+            return Ok(());
+        }
+        let dir = self.dir(id)?;
+        let io = |step| {
+            let id = id.to_string();
+            move |source| SnapshotError::Io { id, step, source }
+        };
+        let marker = dir.join("work/work/incompat/volatile");
+        let now = boot_id();
+        if fs::symlink_metadata(&marker).is_err() {
+            return Ok(());
+        }
+        if now.is_some() && now == rec.boot_id {
+            return crate::extract::remove_tree(&marker).map_err(io("remove the volatile marker"));
+        }
+        for d in ["upper", "work"] {
+            crate::extract::remove_tree(&dir.join(d)).map_err(io("reset the writable layer"))?;
+            fs::create_dir(dir.join(d)).map_err(io("reset the writable layer"))?;
+        }
+        let mut rec = rec.clone();
+        rec.boot_id = now;
+        let json = serde_json::to_vec_pretty(&rec).expect("snapshot record serialises");
+        let tmp = dir.join(format!(".tmp-{}-snapshot.json", std::process::id()));
+        fs::write(&tmp, json)
+            .and_then(|()| fs::rename(&tmp, dir.join("snapshot.json")))
+            .map_err(io("write snapshot.json"))
     }
 
     /// The snapshot of container `id`.
@@ -228,7 +290,8 @@ impl Snapshotter {
     /// Mounts the snapshot's root filesystem on `target` (an overlay, or a bind mount of the
     /// copied rootfs).
     pub fn mount(&self, id: &str, target: &Path) -> Result<(), SnapshotError> {
-        let (_, s) = self.get(id)?;
+        let (rec, s) = self.get(id)?;
+        self.prepare_volatile(id, &rec)?;
         let merr = |source| SnapshotError::Mount {
             target: target.into(),
             source,
@@ -307,6 +370,7 @@ fn overlay_detached(
     if userxattr {
         rmount::fsconfig_set_flag(&fsfd, "userxattr").map_err(errno)?;
     }
+    set_volatile(&fsfd, s)?;
     // 3. Create the superblock and make a detached mount of it.
     rmount::fsconfig_create(&fsfd).map_err(errno)?;
     rmount::fsmount(&fsfd, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(errno)
@@ -319,7 +383,8 @@ impl Snapshotter {
     /// or leak; the caller must make sure the container is not started meanwhile (two overlay
     /// mounts of one upper directory are undefined behaviour).
     pub fn open_detached(&self, id: &str) -> Result<OwnedFd, SnapshotError> {
-        let (_, s) = self.get(id)?;
+        let (rec, s) = self.get(id)?;
+        self.prepare_volatile(id, &rec)?;
         let merr = |source| SnapshotError::Mount {
             target: s.rootfs.clone(),
             source,
@@ -359,6 +424,7 @@ fn mount_overlay_new_api(s: &Snapshot, target: &Path, userxattr: bool) -> Result
     if userxattr {
         rmount::fsconfig_set_flag(&fsfd, "userxattr").map_err(errno)?;
     }
+    set_volatile(&fsfd, s)?;
     // 3. Create the superblock, make a detached mount of it, attach it at the target.
     rmount::fsconfig_create(&fsfd).map_err(errno)?;
     let mfd = rmount::fsmount(
@@ -392,6 +458,11 @@ fn mount_overlay_legacy(s: &Snapshot, target: &Path, userxattr: bool) -> Result<
     if userxattr {
         data.push_str(",userxattr");
     }
+    // `volatile` arrived in Linux 5.10, `lowerdir+` (the other path) in 6.8: every kernel that
+    // takes this path and can mount overlay at all has it, except 5.4-5.9.
+    if s.volatile && volatile_supported() {
+        data.push_str(",volatile");
+    }
     if data.len() >= 4096 {
         return Err(SnapshotError::TooManyLayers {
             layers: s.lowerdirs.len(),
@@ -412,6 +483,35 @@ fn mount_overlay_legacy(s: &Snapshot, target: &Path, userxattr: bool) -> Result<
         target: target.into(),
         source: errno(e),
     })
+}
+
+/// Adds `volatile` to an overlay context when the snapshot asks for it. A kernel without the
+/// option (before 5.10) refuses it here, and the snapshot is then mounted without it.
+fn set_volatile(fsfd: &OwnedFd, s: &Snapshot) -> Result<(), io::Error> {
+    if !s.volatile {
+        return Ok(());
+    }
+    match rmount::fsconfig_set_flag(fsfd, "volatile") {
+        Ok(()) | Err(rustix::io::Errno::INVAL) => Ok(()),
+        Err(e) => Err(errno(e)),
+    }
+}
+
+/// Whether this kernel's overlay knows `volatile` (Linux 5.10 and later): its module lists its
+/// parameters, not its mount options, so the kernel release decides.
+fn volatile_supported() -> bool {
+    let rel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut it = rel.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let minor: u32 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    (major, minor) >= (5, 10)
+}
+
+/// This boot's identity, which changes at every boot.
+fn boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 /// Copies one layer onto `dst`, applying overlay-form whiteouts (0:0 character devices remove,

@@ -242,3 +242,68 @@ fn copy_fallback_applies_whiteouts() {
     snaps.remove("copy1").unwrap();
     assert!(!s.rootfs.exists());
 }
+
+/// The mount options of the mount at `target`, from /proc/self/mountinfo.
+fn super_options(target: &Path) -> String {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let t = target.to_str().unwrap();
+    mi.lines()
+        .find(|l| l.split(' ').nth(4) == Some(t))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn volatile_snapshots_remount_in_the_same_boot_and_reset_after_another() {
+    if !root_or_skip() || !Snapshotter::overlay_supported() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("root")).unwrap();
+    let rec = add_image(&store, "vol", &base_and_whiteouts());
+    let snaps = Snapshotter::new(store.clone());
+    let s = snaps
+        .create_with("v1", &rec, Some(SnapshotKind::Overlay), true)
+        .unwrap();
+    assert!(s.volatile);
+    // A plain snapshot is not volatile.
+    let plain = snaps.create("p1", &rec, None).unwrap();
+    assert!(!plain.volatile);
+
+    let target = dir.path().join("merged");
+    std::fs::create_dir(&target).unwrap();
+    let _g = MountGuard(target.clone());
+    snaps.mount("v1", &target).unwrap();
+    assert!(
+        super_options(&target).contains("volatile"),
+        "{}",
+        super_options(&target)
+    );
+    std::fs::write(target.join("etc/written"), b"upper").unwrap();
+    snaps.unmount(&target).unwrap();
+    // The kernel's marker refuses a second mount unless Berth clears it: same boot, kept.
+    assert!(s.work.join("work/incompat/volatile").exists());
+    snaps.mount("v1", &target).unwrap();
+    assert_eq!(std::fs::read(target.join("etc/written")).unwrap(), b"upper");
+    snaps.unmount(&target).unwrap();
+    // So is a detached view (cp, diff of a stopped container).
+    drop(snaps.open_detached("v1").unwrap());
+
+    // As if the host had restarted since: the writable layer is reset, the image shows again.
+    let p = store.snapshots_dir().join("v1/snapshot.json");
+    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    doc["boot_id"] = serde_json::json!("another-boot");
+    std::fs::write(&p, serde_json::to_vec(&doc).unwrap()).unwrap();
+    snaps.mount("v1", &target).unwrap();
+    assert!(!target.join("etc/written").exists());
+    check_view(&target);
+    snaps.unmount(&target).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    assert_ne!(
+        doc["boot_id"], "another-boot",
+        "the record keeps the old boot"
+    );
+    snaps.remove("v1").unwrap();
+    snaps.remove("p1").unwrap();
+}
