@@ -389,7 +389,14 @@ impl Records {
     /// Writes `rec` atomically; the caller holds the record's lock (or just created it).
     pub fn save(&self, rec: &ContainerRecord) -> Result<(), RecordError> {
         let data = serde_json::to_vec_pretty(rec).expect("a record serialises");
-        write_atomic(&self.record_path(&rec.id), &data)
+        let path = self.record_path(&rec.id);
+        if rec.auto_remove {
+            // A `--rm` container's record need not outlive the host: replace it without making
+            // the filesystem write it out first (berth_runtime::state::replace_file).
+            write_via_tmp(&path, &data, berth_runtime::state::replace_file)
+        } else {
+            write_atomic(&path, &data)
+        }
     }
 
     /// Reads the record of full id `id`.
@@ -551,6 +558,15 @@ impl Records {
 
 /// Writes `data` to `path` through a temporary file and `rename(2)`.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RecordError> {
+    write_via_tmp(path, data, |tmp, path| fs::rename(tmp, path))
+}
+
+/// Writes `data` to `.NAME.PID.tmp` beside `path`, then moves it into place with `replace`.
+fn write_via_tmp(
+    path: &Path,
+    data: &[u8],
+    replace: impl FnOnce(&Path, &Path) -> io::Result<()>,
+) -> Result<(), RecordError> {
     let tmp = path.with_file_name(format!(
         ".{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
@@ -559,7 +575,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RecordError> {
     let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
     f.write_all(data).map_err(io_err("writing", &tmp))?;
     drop(f);
-    fs::rename(&tmp, path).map_err(io_err("renaming into place", path))
+    replace(&tmp, path).map_err(io_err("renaming into place", path))
 }
 
 /// A new random 64-hex container id (from the kernel's CSPRNG, as Docker's).
