@@ -692,7 +692,15 @@ impl Cgroup {
         let mut errors = Vec::new();
         // Only a cgroup we created is ours to empty; see the module docs.
         let owns_leaf = self.dirs.iter().any(|d| self.created.contains(d));
-        if owns_leaf {
+        // Usually the container has already exited and its cgroup is empty. Then the kernel
+        // removes the primary directory at the first try, which proves nothing is left to
+        // kill (it refuses to remove a cgroup with processes or children: EBUSY), without
+        // reading any pid list or directory.
+        let emptied = owns_leaf
+            && self.primary_dir().is_some_and(|d| {
+                self.created.iter().any(|c| c == d) && matches!(fs::remove_dir(d), Ok(()))
+            });
+        if owns_leaf && !emptied {
             if let Err(e) = self.kill_all() {
                 errors.push(e);
             }
@@ -1032,6 +1040,12 @@ fn pids_below(dir: &Path) -> Result<Vec<i32>, CgroupError> {
 /// rmdir `dir` after its sub-cgroups, deepest first. ENOENT is success; EBUSY (a task still
 /// exiting) is retried for a while.
 fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    // Without child cgroups the first rmdir works: no need to list the control files.
+    match fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
