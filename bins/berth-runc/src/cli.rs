@@ -468,7 +468,7 @@ pub fn dispatch(cli: Cli, log: &Logger) -> Result<u8> {
     }
 }
 
-fn create_options(a: &CreateArgs) -> CreateOptions {
+fn create_options(a: &CreateArgs) -> CreateOptions<'static> {
     CreateOptions {
         bundle: a.bundle.clone(),
         pid_file: a.pid_file.clone(),
@@ -479,6 +479,7 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
         no_new_keyring: a.no_new_keyring,
         // Standalone, `delete` removes every cgroup directory `create` made, parents too.
         keep_cgroup_parents: false,
+        namespaces_ready: None,
     }
 }
 

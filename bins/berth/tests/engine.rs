@@ -1808,7 +1808,22 @@ fn bridge_gives_address_route_mac_and_outbound_nat() {
             .to_owned()
     };
     let before = addr("again");
+    let veths = || {
+        let o = fx.cmd("ip").args(["-o", "link"]).output().unwrap();
+        text(&o.stdout)
+            .lines()
+            .filter(|l| l.contains(": vb"))
+            .count()
+    };
+    let running = veths();
     assert!(fx.berth(&["stop", "-t", "0", "again"]).status.success());
+    // Its address is free once the kernel has removed its veth with its network namespace,
+    // a moment after the stop (docs/networking.md).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while veths() >= running {
+        assert!(std::time::Instant::now() < deadline, "the veth stayed");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     // "blocker" takes the freed address, so the restart gets another one.
     assert!(fx
         .run(&["-d", "--name", "blocker", "busybox", "sleep", "100"])

@@ -789,23 +789,35 @@ impl Engine {
         console_fd: Option<std::os::fd::OwnedFd>,
     ) -> Result<i32, StartError> {
         let id = rec.id.clone();
+        // The network is set up as soon as the namespace exists, while the init builds its
+        // root filesystem, and before the container's process can see it. Its own error is
+        // kept to be reported as such, not as the runtime's.
+        let net_err = std::cell::RefCell::new(None);
+        let network_up = |pid: i32| -> Result<(), ops::create::CallbackError> {
+            self.network_up(rec, pid).map_err(|e| {
+                let msg = e.to_string();
+                *net_err.borrow_mut() = Some(e);
+                msg.into()
+            })
+        };
         let opts = ops::create::CreateOptions {
             bundle: rec.bundle.clone(),
             console_fd,
             // The parent (`/berth`, `--cgroup-parent`) is shared by every container and stays,
             // as podman keeps `libpod_parent`: made once, not for each run and removed after it.
             keep_cgroup_parents: true,
+            namespaces_ready: Some(ops::create::NamespacesReady(&network_up)),
             ..Default::default()
         };
         let res = ops::create::create(&self.runtime, &id, &opts)
-            .map_err(|source| StartError::Create {
-                id: id.clone(),
-                source: Box::new(source),
+            .map_err(|source| match net_err.borrow_mut().take() {
+                Some(e) => e,
+                None => StartError::Create {
+                    id: id.clone(),
+                    source: Box::new(source),
+                },
             })
             .and_then(|created| {
-                // The namespace exists and nothing runs in it yet: its network is set up
-                // before the container's process can see it.
-                self.network_up(rec, created.pid)?;
                 ops::start::start(&self.runtime, &id)
                     .map(|_| created.pid)
                     .map_err(|source| StartError::Start {

@@ -17,9 +17,24 @@ use crate::spawn::plan::{plan_init, PlanError, SpawnOptions};
 use crate::spec::{self, SpecError};
 use crate::state::{self, ContainerDir, ContainerState, StateError, Status, EXEC_FIFO};
 
+/// An error from a caller's callback, passed through unchanged.
+pub type CallbackError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A callback the parent runs with the init's pid as soon as the init exists in its new
+/// namespaces, while the init builds its root filesystem: what the caller sets up from outside
+/// (an engine's network) overlaps with that instead of following it. The container's process
+/// does not run before it returns; an error fails the create like any other.
+pub struct NamespacesReady<'a>(pub &'a dyn Fn(i32) -> Result<(), CallbackError>);
+
+impl std::fmt::Debug for NamespacesReady<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NamespacesReady(..)")
+    }
+}
+
 /// Options of `create` beyond the bundle.
 #[derive(Debug, Default)]
-pub struct CreateOptions {
+pub struct CreateOptions<'a> {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
@@ -34,6 +49,8 @@ pub struct CreateOptions {
     /// containers share a parent (`/berth`), as podman keeps `libpod_parent`; `berth-runc`
     /// removes everything it made, parents included.
     pub keep_cgroup_parents: bool,
+    /// [`NamespacesReady`].
+    pub namespaces_ready: Option<NamespacesReady<'a>>,
 }
 
 /// Why `create` failed. Whatever it had created is gone by the time this is returned.
@@ -91,7 +108,7 @@ pub struct Created {
 }
 
 /// Creates container `id` from `opts.bundle`.
-pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Created, CreateError> {
+pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions<'_>) -> Result<Created, CreateError> {
     let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| CreateError::Bundle {
         path: opts.bundle.clone(),
         source,
@@ -295,6 +312,7 @@ fn create_in(
         Callbacks {
             create_runtime_hooks: &mut run_hooks,
             seccomp_notify: &mut notify,
+            namespaces_ready: opts.namespaces_ready.as_ref().map(|n| n.0),
         },
     )?;
     st.pid = spawned.pid;

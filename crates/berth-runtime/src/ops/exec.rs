@@ -91,6 +91,7 @@ pub fn exec(rt: &Runtime, id: &str, opts: ExecOptions) -> Result<i32, ExecError>
         Callbacks {
             create_runtime_hooks: &mut |_| Ok(String::new()),
             seccomp_notify: &mut |_pid, fd| deliver_notify_fd(&plan.security, fd, &state_json),
+            namespaces_ready: None,
         },
     )?;
     if let Some(path) = &opts.pid_file {

@@ -62,6 +62,8 @@ pub enum SpawnError {
     SeccompNotify(#[source] SecurityError),
     #[error("container process failed")]
     Child(#[source] InitError),
+    #[error("setting up the container's namespaces")]
+    NamespacesReady(#[source] crate::ops::create::CallbackError),
 }
 
 /// What the caller does at the two points of the handshake that need more than the plan.
@@ -71,6 +73,9 @@ pub struct Callbacks<'a> {
     pub create_runtime_hooks: &'a mut dyn FnMut(i32) -> Result<String, HookError>,
     /// Delivers the seccomp notify fd of process `pid` to its listener.
     pub seccomp_notify: &'a mut dyn FnMut(i32, OwnedFd) -> Result<(), SecurityError>,
+    /// Runs once the init exists in its namespaces, while it builds its rootfs
+    /// ([`crate::ops::create::NamespacesReady`]).
+    pub namespaces_ready: Option<&'a dyn Fn(i32) -> Result<(), crate::ops::create::CallbackError>>,
 }
 
 /// Forks the container process described by `plan` and drives the handshake until it is
@@ -195,6 +200,14 @@ pub fn spawn(
             })?;
     }
     chan.send(&Msg::Go)?;
+    // The init is in its namespaces and now builds its root filesystem: the caller's setup
+    // from outside runs meanwhile.
+    if let Some(ready) = callbacks
+        .namespaces_ready
+        .filter(|_| plan.role == Role::Init)
+    {
+        ready(pid).map_err(SpawnError::NamespacesReady)?;
+    }
 
     if plan.role == Role::Init {
         match chan.expect("RunCreateRuntimeHooks", |m| {
