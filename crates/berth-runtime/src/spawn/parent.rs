@@ -183,9 +183,8 @@ pub fn spawn(
         }
     };
     guard.process = Some(Pid::from_raw(pid));
-    // The intermediate exits right after reporting the pid.
-    let _ = waitpid(intermediate, None);
-    guard.intermediate = None;
+    // The intermediate exits right after reporting the pid; it is reaped once the init is
+    // ready, so its exit runs alongside the init's setup instead of before it.
 
     if let Some(value) = plan.oom_score_adj {
         proc.write(&format!("{pid}/oom_score_adj"), &value.to_string())
@@ -237,6 +236,7 @@ pub fn spawn(
             }
         }
     }
+    let _ = waitpid(intermediate, None);
     guard.disarm();
     Ok(Spawned { pid })
 }
@@ -256,14 +256,16 @@ impl KillGuard {
 
 impl Drop for KillGuard {
     fn drop(&mut self) {
+        // The intermediate first: once it is reaped, the init has been reparented (to us when
+        // we are the subreaper), so the wait below finds it.
+        if let Some(p) = self.intermediate.take() {
+            let _ = kill(p, Signal::SIGKILL);
+            let _ = waitpid(p, None);
+        }
         if let Some(p) = self.process.take() {
             let _ = kill(p, Signal::SIGKILL);
             // If we are its subreaper (foreground `run`), reap it; otherwise its parent will.
             let _ = waitpid(p, Some(nix::sys::wait::WaitPidFlag::__WALL));
-        }
-        if let Some(p) = self.intermediate.take() {
-            let _ = kill(p, Signal::SIGKILL);
-            let _ = waitpid(p, None);
         }
     }
 }
