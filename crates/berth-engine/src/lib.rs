@@ -108,12 +108,17 @@ impl Engine {
             path: run_root.clone(),
             source,
         })?;
+        // Each container's directories land in a block group of their own (ext4's Orlov
+        // allocator), not among the inodes earlier containers just freed.
+        berth_image::store::spread_subdirectories(&run_root);
+        let records = Records::open(root)?;
+        berth_image::store::spread_subdirectories(&root.join("containers"));
         // Compiling the default seccomp profile costs more than the rest of a create; the
         // runtime caches compiled programs keyed by profile, kernel and libseccomp.
         berth_runtime::security::seccomp::use_cache_dir(run_root.join("seccomp-cache"));
         Ok(Self {
             root: root.to_owned(),
-            records: Records::open(root)?,
+            records,
             runtime: Runtime::new(&run_root),
             run_root,
             monitor: None,
@@ -146,4 +151,41 @@ pub fn now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fs::{IFlags, Mode, OFlags};
+
+    fn flags(p: &Path) -> Option<IFlags> {
+        let fd = rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).ok()?;
+        rustix::fs::ioctl_getflags(&fd).ok()
+    }
+
+    #[test]
+    fn container_snapshot_and_state_directories_spread_their_children() {
+        let t = tempfile::tempdir().unwrap();
+        let e = Engine::open(&t.path().join("root")).unwrap();
+        e.store().unwrap(); // the image store makes snapshots/
+        let probe = t.path().join("probe");
+        std::fs::create_dir(&probe).unwrap();
+        berth_image::store::spread_subdirectories(&probe);
+        if !flags(&probe).is_some_and(|f| f.contains(IFlags::TOPDIR)) {
+            eprintln!("skipping: this filesystem has no FS_TOPDIR_FL");
+            return;
+        }
+        for d in [
+            e.root.join("containers"),
+            e.root.join("snapshots"),
+            e.run_root.clone(),
+        ] {
+            let f = flags(&d).unwrap();
+            assert!(f.contains(IFlags::TOPDIR), "{}: {f:?}", d.display());
+        }
+        // Only those: the container directories below them are ordinary.
+        assert!(!flags(&e.root.join("containers/names"))
+            .unwrap()
+            .contains(IFlags::TOPDIR));
+    }
 }

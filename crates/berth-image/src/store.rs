@@ -173,9 +173,12 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
 /// every new inode. After images or containers were removed from the store, every file created
 /// in the same group walks past all those inodes: 3000 small files took 1.2 s of `openat` on
 /// the bench machine, 0.12 s once the layer directory sat in a fresh group. Spreading also keeps
-/// layers extracted in parallel off each other's group locks. A hint only: filesystems without
-/// the flag (tmpfs, xfs, btrfs) refuse it, and the store works the same.
-fn spread_subdirectories(dir: &Path) {
+/// layers extracted in parallel off each other's group locks. The engine marks its container,
+/// snapshot and runtime state directories the same way: each container creates and removes
+/// some twenty inodes, and in a sequence of runs the allocations of every new one walked past
+/// all of those (2-7.5 ms of each `run --rm` after a few hundred runs; decision 0008). A hint
+/// only: filesystems without the flag (tmpfs, xfs, btrfs) refuse it, and all works the same.
+pub fn spread_subdirectories(dir: &Path) {
     use rustix::fs::{IFlags, Mode, OFlags};
     let Ok(fd) = rustix::fs::open(
         dir,
@@ -203,6 +206,7 @@ impl Store {
         spread_subdirectories(&image.join("tmp"));
         let snaps = root.join("snapshots");
         fs::create_dir_all(&snaps).map_err(io_err("create directory", &snaps))?;
+        spread_subdirectories(&snaps);
         Ok(Self {
             root: root.to_path_buf(),
             image,
@@ -763,6 +767,9 @@ mod tests {
         }
         let flags = dir_flags(&store.tmp_dir()).unwrap();
         assert!(flags.contains(IFlags::TOPDIR), "{flags:?}");
+        assert!(dir_flags(&store.snapshots_dir())
+            .unwrap()
+            .contains(IFlags::TOPDIR));
         // Opening again keeps it, and other directories are left alone.
         let store = Store::open(&t.path().join("root")).unwrap();
         assert!(dir_flags(&store.tmp_dir())
