@@ -289,7 +289,7 @@ fn id_seed(id: &str, attempt: u8) -> [u8; 4] {
 }
 
 impl Engine {
-    fn store(&self) -> Result<Store, StoreError> {
+    pub(crate) fn store(&self) -> Result<Store, StoreError> {
         Store::open(&self.root)
     }
 
