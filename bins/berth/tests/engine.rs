@@ -1808,21 +1808,28 @@ fn bridge_gives_address_route_mac_and_outbound_nat() {
             .to_owned()
     };
     let before = addr("again");
-    let veths = || {
-        let o = fx.cmd("ip").args(["-o", "link"]).output().unwrap();
-        text(&o.stdout)
-            .lines()
-            .filter(|l| l.contains(": vb"))
-            .count()
-    };
-    let running = veths();
     assert!(fx.berth(&["stop", "-t", "0", "again"]).status.success());
     // Its address is free once the kernel has removed its veth with its network namespace,
-    // a moment after the stop (docs/networking.md).
+    // a moment after the stop, and a network command has seen it go (docs/networking.md):
+    // until then its lease stays, as `<ip>` or `<ip>.<ifindex>.releasing`.
+    let leased = || {
+        std::fs::read_dir(fx.root().join("networks/leases"))
+            .unwrap()
+            .flatten()
+            .flat_map(|n| std::fs::read_dir(n.path()).unwrap().flatten())
+            .any(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n == before || n.starts_with(&format!("{before}."))
+            })
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while veths() >= running {
-        assert!(std::time::Instant::now() < deadline, "the veth stayed");
+    while leased() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the address stayed taken"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
+        let _ = fx.berth(&["network", "ls", "-q"]);
     }
     // "blocker" takes the freed address, so the restart gets another one.
     assert!(fx

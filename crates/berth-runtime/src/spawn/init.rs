@@ -204,6 +204,74 @@ fn run_intermediate(
     }
 }
 
+/// The container's init when the parent created its namespaces itself with `clone3` (no
+/// namespace to join, no user or time namespace: the usual `run`). Does what the intermediate
+/// would have done for it, then runs like any init. Never returns.
+pub fn init_direct(plan: &SpawnPlan, chan: Channel, io: ChildIo, v1_tasks: &[PathBuf]) -> ! {
+    let code = match run_direct(plan, &chan, io, v1_tasks) {
+        Ok(never) => match never {},
+        Err(e) => {
+            let _ = chan.send(&Msg::Error(e));
+            1
+        }
+    };
+    sys::exit_now(code)
+}
+
+fn run_direct(
+    plan: &SpawnPlan,
+    chan: &Channel,
+    io: ChildIo,
+    v1_tasks: &[PathBuf],
+) -> Step<std::convert::Infallible> {
+    // As in the intermediate: nothing of the runtime's reaches the container (CVE-2024-21626),
+    // the v1 cgroups are joined first (the v2 one was joined by the clone), the cgroup
+    // namespace is made only once inside the cgroup, and /proc/PID/exe is hidden before any
+    // container code could look (CVE-2016-9962, CVE-2019-5736). Nothing else runs in the new
+    // PID namespace yet.
+    let mut keep = vec![chan.as_raw()];
+    keep.extend(io.console_socket.as_ref().map(|f| f.as_raw_fd()));
+    keep.extend(io.exec_fifo.as_ref().map(|f| f.as_raw_fd()));
+    step(
+        InitStep::CloseFds,
+        sys::close_fds_from(3 + plan.preserve_fds, &keep),
+    )?;
+    step(InitStep::JoinCgroup, crate::cgroups::join_v1_self(v1_tasks))?;
+    if plan
+        .namespaces
+        .iter()
+        .any(|n| n.kind == super::NsKind::Cgroup && n.path.is_none())
+    {
+        ctx(
+            InitStep::UnshareNamespaces,
+            "unshare(CLONE_NEWCGROUP)".into(),
+            unshare(CloneFlags::CLONE_NEWCGROUP),
+        )?;
+    }
+    step(InitStep::CloseFds, sys::set_non_dumpable())?;
+    run_process(plan, chan, io)
+}
+
+/// Whether the parent can create the init's namespaces itself with one `clone3` (see
+/// [`init_direct`]): an init, every namespace new, none of them a user or time namespace (the
+/// parent must write their maps or offsets before anything enters them).
+pub fn can_clone_directly(plan: &SpawnPlan) -> bool {
+    plan.role == Role::Init
+        && plan.time_offsets.is_none()
+        && plan.namespaces.iter().all(|n| {
+            n.path.is_none() && !matches!(n.kind, super::NsKind::User | super::NsKind::Time)
+        })
+}
+
+/// The `CLONE_NEW*` flags of a direct clone: every new namespace but the cgroup one, which the
+/// init makes once it is inside its cgroup.
+pub fn direct_clone_flags(plan: &SpawnPlan) -> u64 {
+    plan.namespaces
+        .iter()
+        .filter(|n| n.kind != super::NsKind::Cgroup)
+        .fold(0u64, |acc, n| acc | n.kind.clone_flag() as u64)
+}
+
 fn same_namespace(fd: &OwnedFd, name: &str) -> bool {
     let theirs = nix::sys::stat::fstat(fd);
     let ours = nix::sys::stat::stat(format!("/proc/self/ns/{name}").as_str());

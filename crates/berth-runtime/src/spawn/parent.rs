@@ -98,6 +98,32 @@ pub fn spawn(
         None => None,
     };
     let v1_tasks = cgroup.map(Cgroup::v1_tasks_files).unwrap_or_default();
+
+    // The usual case (every namespace new, no user or time namespace) needs no intermediate:
+    // one clone3 makes the init in its namespaces (and its v2 cgroup), a fork and an exit
+    // fewer. A kernel without clone3 falls back to the intermediate below.
+    if init::can_clone_directly(plan) {
+        let flags = init::direct_clone_flags(plan);
+        match sys::clone_fork(flags, cgroup_fd.as_ref().map(|fd| fd.as_fd())) {
+            Ok(sys::Forked::Child) => {
+                drop(parent_end);
+                init::init_direct(plan, child_end, io, &v1_tasks)
+            }
+            Ok(sys::Forked::Parent(pid)) => {
+                drop(child_end);
+                drop(io);
+                drop(cgroup_fd);
+                let guard = KillGuard {
+                    intermediate: None,
+                    process: Some(pid),
+                };
+                return handshake(plan, parent_end, guard, None, callbacks);
+            }
+            Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL | Errno::EOPNOTSUPP) => {}
+            Err(e) => return Err(SpawnError::Fork(e)),
+        }
+    }
+
     let forked = match &cgroup_fd {
         Some(fd) => match sys::fork_into_cgroup(fd.as_fd()) {
             Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL | Errno::EOPNOTSUPP) => {
@@ -185,9 +211,27 @@ pub fn spawn(
     guard.process = Some(Pid::from_raw(pid));
     // The intermediate exits right after reporting the pid; it is reaped once the init is
     // ready, so its exit runs alongside the init's setup instead of before it.
+    handshake(plan, chan, guard, Some(intermediate), callbacks)
+}
 
+/// The rest of the handshake with the init (or the exec'd process), once its pid is known:
+/// `oom_score_adj`, go, the caller's namespace setup, the createRuntime hooks, the seccomp
+/// notify fd, `Ready`.
+fn handshake(
+    plan: &SpawnPlan,
+    chan: channel::Channel,
+    mut guard: KillGuard,
+    intermediate: Option<Pid>,
+    callbacks: Callbacks<'_>,
+) -> Result<Spawned, SpawnError> {
+    let pid = guard
+        .process
+        .expect("the handshake starts once the pid is known")
+        .as_raw();
+    let fail = |e: SpawnError| Err(e);
     if let Some(value) = plan.oom_score_adj {
-        proc.write(&format!("{pid}/oom_score_adj"), &value.to_string())
+        ProcFs::host()
+            .and_then(|proc| proc.write(&format!("{pid}/oom_score_adj"), &value.to_string()))
             .map_err(|source| SpawnError::OomScoreAdj {
                 value,
                 hint: if value < 0 {
@@ -236,7 +280,9 @@ pub fn spawn(
             }
         }
     }
-    let _ = waitpid(intermediate, None);
+    if let Some(p) = intermediate {
+        let _ = waitpid(p, None);
+    }
     guard.disarm();
     Ok(Spawned { pid })
 }

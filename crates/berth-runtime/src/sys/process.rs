@@ -191,6 +191,14 @@ pub(crate) fn join_session_keyring(name: &std::ffi::CStr) -> Result<(), Errno> {
 ///
 /// Same precondition as [`fork`]: the caller is single-threaded.
 pub(crate) fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Forked, Errno> {
+    clone_fork(0, Some(cgroup))
+}
+
+/// `clone3` used like [`fork`] (no new stack, SIGCHLD on exit) with extra `CLONE_*` flags
+/// (new namespaces) and, when `cgroup` is given, `CLONE_INTO_CGROUP` into that v2 directory.
+///
+/// Same precondition as [`fork`]: the caller is single-threaded.
+pub(crate) fn clone_fork(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Forked, Errno> {
     #[repr(C)]
     struct CloneArgs {
         flags: u64,
@@ -207,7 +215,12 @@ pub(crate) fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Forked, Errno> 
     }
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
+        flags: flags
+            | if cgroup.is_some() {
+                CLONE_INTO_CGROUP
+            } else {
+                0
+            },
         pidfd: 0,
         child_tid: 0,
         parent_tid: 0,
@@ -217,7 +230,7 @@ pub(crate) fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Forked, Errno> 
         tls: 0,
         set_tid: 0,
         set_tid_size: 0,
-        cgroup: cgroup.as_raw_fd() as u64,
+        cgroup: cgroup.map_or(0, |c| c.as_raw_fd() as u64),
     };
     // SAFETY: `args` is a live, fully initialised clone_args of the size passed. With no stack
     // given, the child continues on a copy of our stack exactly as after fork(2); the caller
