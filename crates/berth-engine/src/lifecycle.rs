@@ -810,9 +810,14 @@ impl Engine {
             ..Default::default()
         };
         let res = ops::create::create(&self.runtime, &id, &opts)
-            .map_err(|source| match net_err.borrow_mut().take() {
-                Some(e) => e,
-                None => StartError::Create {
+            .map_err(|source| match (&source, net_err.borrow_mut().take()) {
+                (
+                    ops::create::CreateError::Spawn(
+                        berth_runtime::spawn::parent::SpawnError::NamespacesReady(_),
+                    ),
+                    Some(e),
+                ) => e,
+                _ => StartError::Create {
                     id: id.clone(),
                     source: Box::new(source),
                 },

@@ -249,7 +249,15 @@ fn handshake(
         .namespaces_ready
         .filter(|_| plan.role == Role::Init)
     {
-        ready(pid).map_err(SpawnError::NamespacesReady)?;
+        if let Err(e) = ready(pid) {
+            // The init may have failed meanwhile, and taken its namespaces with it: then its
+            // own error is the one to report. It always sends something next (an error, or
+            // its request for the createRuntime hooks), or closes the socket.
+            if let Ok((Msg::Error(child), _)) = chan.recv_any("RunCreateRuntimeHooks") {
+                return fail(SpawnError::Child(child));
+            }
+            return fail(SpawnError::NamespacesReady(e));
+        }
     }
 
     if plan.role == Role::Init {
