@@ -24,8 +24,7 @@ cleanup() {
     "${P[@]}" rm -af -t 0 >/dev/null 2>&1 || true
     umount "$NS" 2>/dev/null || true
     # podman leaves overlay mounts below its root; berth's are gone with its containers.
-    grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-    rm -rf --one-file-system "$W"
+    remove_bench_dir "$W"
     for d in /sys/fs/cgroup/*/berth-bench/engine /sys/fs/cgroup/*/berth-bench; do
         rmdir "$d" 2>/dev/null || true
     done

@@ -39,3 +39,21 @@ subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
 print(f"{(time.perf_counter() - t0) * 1000:.1f}")
 PY
 }
+
+# remove_bench_dir W: removes a bench's scratch directory W once the podman processes that
+# still use it are gone (conmon starts `podman container cleanup` asynchronously for each
+# container `rm -af` removed, and those remount podman's overlay directory) and every mount
+# below it is undone. Waits (at most 15 s), never kills.
+remove_bench_dir() {
+    local w=$1 _
+    for _ in $(seq 150); do
+        pgrep -f -- "$w/podman" >/dev/null || break
+        sleep 0.1
+    done
+    for _ in 1 2 3 4 5; do
+        grep -o " $w[^ ]*" /proc/self/mountinfo | sort -ru | xargs -r -n1 umount -l 2>/dev/null || true
+        rm -rf --one-file-system "$w" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    rm -rf --one-file-system "$w"
+}

@@ -21,8 +21,7 @@ cleanup() {
     nsenter --net="$NS" podman --root "$W/podman" --runroot "$W/podman-run" rm -af >/dev/null 2>&1 || true
     umount "$NS" 2>/dev/null || true
     # podman leaves overlay mounts below its root; berth's are gone with its containers.
-    grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-    rm -rf --one-file-system "$W"
+    remove_bench_dir "$W"
 }
 trap cleanup EXIT
 
