@@ -773,7 +773,7 @@ pub fn build_spec(
 ) -> Result<berth_runtime::Spec, BundleError> {
     let modes = namespace_modes(opts)?;
     let caps = capabilities(&opts.cap_add, &opts.cap_drop, opts.privileged)?;
-    let base = berth_runtime::ops::spec::default_spec(false);
+    let base = berth_runtime::ops::spec::default_spec_without_seccomp(false);
     let mut s = serde_json::to_value(&base).map_err(BundleError::Spec)?;
 
     s["hostname"] = json!(inp.hostname);

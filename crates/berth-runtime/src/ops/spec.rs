@@ -10,7 +10,7 @@ const DEFAULT: &str = include_str!("../../data/default-config.json");
 /// mapping the caller's ids to root, no network namespace, no device cgroup rules, `/sys`
 /// bind-mounted, and devpts without `gid=5` (which an unmapped group cannot own).
 pub fn default_spec(rootless: bool) -> Spec {
-    let mut spec: Spec = serde_json::from_str(DEFAULT).expect("built-in default spec parses");
+    let mut spec = default_spec_without_seccomp(rootless);
     // Docker's default seccomp profile, resolved for the spec's bounding capabilities.
     let caps: Vec<String> = spec
         .process()
@@ -24,6 +24,14 @@ pub fn default_spec(rootless: bool) -> Spec {
     if let Some(linux) = spec.linux_mut() {
         linux.set_seccomp(Some(seccomp));
     }
+    spec
+}
+
+/// [`default_spec`] without its seccomp profile, for a caller that sets its own (the engine
+/// resolves Docker's profile for each container's capabilities): resolving it is most of the
+/// cost of the default spec.
+pub fn default_spec_without_seccomp(rootless: bool) -> Spec {
+    let mut spec: Spec = serde_json::from_str(DEFAULT).expect("built-in default spec parses");
     if !rootless {
         return spec;
     }
