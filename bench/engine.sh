@@ -48,6 +48,10 @@ BRUN=(--network none --cgroup-parent "$CG")
 "${P[@]}" import "$W/rootfs.tar" localhost/busybox:latest >/dev/null 2>&1
 
 echo "berth: $("$BERTH" version --format '{{.Client.Version}}' 2>/dev/null || echo dev); $(podman --version); runc $(runc --version | head -1 | awk '{print $3}')"
+# The setup above (two image imports) leaves megabytes of dirty pages: written back while the
+# first rows run, they slowed whichever engine came first. Start from a quiet disk.
+sync
+sleep 2
 echo "load before: $(cat /proc/loadavg)"
 time_cmd "berth run --rm busybox true" "${B[@]}" run --rm "${BRUN[@]}" busybox true
 time_cmd "podman run --rm busybox true" "${P[@]}" run --rm "${PRUN[@]}" localhost/busybox true

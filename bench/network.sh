@@ -43,6 +43,10 @@ P=(nsenter --net="$NS" podman --root "$W/podman" --runroot "$W/podman-run" --cgr
 CG=/berth-bench/net
 # The host refuses the RLIMIT_NPROC/NOFILE values podman asks for by default (raising them
 # fails even at the caller's own hard limit): podman gets lower ones, which are always allowed.
+# The setup above (two image imports) leaves megabytes of dirty pages: written back while the
+# first rows run, they slowed whichever engine came first. Start from a quiet disk.
+sync
+sleep 2
 echo "load before: $(cat /proc/loadavg)"
 for pass in 1 2; do
     echo "pass $pass ($RUNS runs each)"
