@@ -32,6 +32,15 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "berth", version, about = "A daemonless container engine")]
 struct Cli {
+    #[command(flatten)]
+    globals: Globals,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// The options every command takes (before or after its name).
+#[derive(clap::Args)]
+struct Globals {
     /// Root of Berth's storage (default: berth.toml's `root`, else /var/lib/berth).
     #[arg(long, global = true)]
     root: Option<PathBuf>,
@@ -45,8 +54,6 @@ struct Cli {
     /// /etc/berth/certs.d and /etc/docker/certs.d (repeatable).
     #[arg(long = "certs-dir", global = true)]
     certs_dirs: Vec<PathBuf>,
-    #[command(subcommand)]
-    cmd: Cmd,
 }
 
 #[derive(Subcommand)]
@@ -254,19 +261,6 @@ pub(crate) fn config() -> &'static (Config, Option<PathBuf>) {
     CONFIG.get_or_init(|| (Config::default(), None))
 }
 
-/// The global options of [`Cli`], for [`parse_fast`] only.
-#[derive(clap::Args)]
-struct Globals {
-    #[arg(long, global = true)]
-    root: Option<PathBuf>,
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    #[arg(long = "insecure-registry", global = true)]
-    insecure: Vec<String>,
-    #[arg(long = "certs-dir", global = true)]
-    certs_dirs: Vec<PathBuf>,
-}
-
 /// The subcommand named on the command line, after the global options; `None` when the line
 /// asks for something else first (`--help`, `--version`, an unknown option).
 fn subcommand_name(args: &[std::ffi::OsString]) -> Option<&str> {
@@ -292,12 +286,8 @@ fn subcommand_name(args: &[std::ffi::OsString]) -> Option<&str> {
 fn parse_fast(args: &[std::ffi::OsString]) -> Option<Cli> {
     use clap::FromArgMatches;
     let m = fast_matches(args)?;
-    let g = Globals::from_arg_matches(&m).ok()?;
     Some(Cli {
-        root: g.root,
-        config: g.config,
-        insecure: g.insecure,
-        certs_dirs: g.certs_dirs,
+        globals: Globals::from_arg_matches(&m).ok()?,
         cmd: Cmd::from_arg_matches(&m).ok()?,
     })
 }
@@ -320,7 +310,7 @@ fn fast_matches(args: &[std::ffi::OsString]) -> Option<clap::ArgMatches> {
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut cli = parse_fast(&args).unwrap_or_else(|| Cli::parse_from(&args));
-    match Config::locate(cli.config.as_deref()) {
+    match Config::locate(cli.globals.config.as_deref()) {
         Ok(c) => {
             let _ = CONFIG.set(c);
         }
@@ -330,8 +320,8 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     }
-    if cli.root.is_none() {
-        cli.root = Some(
+    if cli.globals.root.is_none() {
+        cli.globals.root = Some(
             config()
                 .0
                 .root
@@ -357,14 +347,14 @@ fn main() -> ExitCode {
 /// The command line's registry options over berth.toml's `[registries]`.
 fn registry_options(cli: &Cli) -> RegistryOptions {
     let file = &config().0.registries;
-    let mut insecure = cli.insecure.clone();
+    let mut insecure = cli.globals.insecure.clone();
     insecure.extend(file.insecure.iter().cloned());
     let mut o = RegistryOptions {
         insecure,
         ..RegistryOptions::default()
     };
-    if !cli.certs_dirs.is_empty() {
-        o.cert_dirs = cli.certs_dirs.clone();
+    if !cli.globals.certs_dirs.is_empty() {
+        o.cert_dirs = cli.globals.certs_dirs.clone();
     } else if !file.certs_dirs.is_empty() {
         o.cert_dirs = file.certs_dirs.clone();
     }
@@ -394,7 +384,7 @@ pub(crate) fn image_event(ev: &EventLog, action: &str, id: &str, name: &str) {
 
 fn run(cli: Cli) -> Res {
     let reg = registry_options(&cli);
-    let root = cli.root.clone().expect("main resolved the root");
+    let root = cli.globals.root.clone().expect("main resolved the root");
     let store = || Store::open(&root);
     let ev = EventLog::new(&root);
     match cli.cmd {

@@ -62,15 +62,8 @@ fn run_intermediate(
     io: ChildIo,
     v1_tasks: &[PathBuf],
 ) -> Step<()> {
-    // 1. Nothing of the runtime's may reach the container: close every inherited descriptor
-    //    above the preserved ones, except what we hand on (CVE-2024-21626).
-    let mut keep = vec![chan.as_raw()];
-    keep.extend(io.console_socket.as_ref().map(|f| f.as_raw_fd()));
-    keep.extend(io.exec_fifo.as_ref().map(|f| f.as_raw_fd()));
-    step(
-        InitStep::CloseFds,
-        sys::close_fds_from(3 + plan.preserve_fds, &keep),
-    )?;
+    // 1. Nothing of the runtime's may reach the container (CVE-2024-21626).
+    close_inherited_fds(plan, chan, &io)?;
     // If the runtime dies mid-create, so do we.
     step(
         InitStep::CloseFds,
@@ -229,13 +222,7 @@ fn run_direct(
     // namespace is made only once inside the cgroup, and /proc/PID/exe is hidden before any
     // container code could look (CVE-2016-9962, CVE-2019-5736). Nothing else runs in the new
     // PID namespace yet.
-    let mut keep = vec![chan.as_raw()];
-    keep.extend(io.console_socket.as_ref().map(|f| f.as_raw_fd()));
-    keep.extend(io.exec_fifo.as_ref().map(|f| f.as_raw_fd()));
-    step(
-        InitStep::CloseFds,
-        sys::close_fds_from(3 + plan.preserve_fds, &keep),
-    )?;
+    close_inherited_fds(plan, chan, &io)?;
     step(InitStep::JoinCgroup, crate::cgroups::join_v1_self(v1_tasks))?;
     if plan
         .namespaces
@@ -250,6 +237,18 @@ fn run_direct(
     }
     step(InitStep::CloseFds, sys::set_non_dumpable())?;
     run_process(plan, chan, io)
+}
+
+/// Closes every inherited descriptor above the preserved ones, except the sync socket and what
+/// is handed on to the container's process.
+fn close_inherited_fds(plan: &SpawnPlan, chan: &Channel, io: &ChildIo) -> Step<()> {
+    let mut keep = vec![chan.as_raw()];
+    keep.extend(io.console_socket.as_ref().map(|f| f.as_raw_fd()));
+    keep.extend(io.exec_fifo.as_ref().map(|f| f.as_raw_fd()));
+    step(
+        InitStep::CloseFds,
+        sys::close_fds_from(3 + plan.preserve_fds, &keep),
+    )
 }
 
 /// Whether the parent can create the init's namespaces itself with one `clone3` (see
