@@ -162,6 +162,17 @@ impl Engine {
     }
 
     pub(crate) fn save_plan(&self, id: &str, plan: &NetPlan) -> Result<(), RecordError> {
+        // No file means loopback only (see load_plan): nothing to write for that.
+        if *plan == NetPlan::default() {
+            return match std::fs::remove_file(self.plan_path(id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RecordError::Io {
+                    step: "removing",
+                    path: self.plan_path(id),
+                    source: e,
+                }),
+                _ => Ok(()),
+            };
+        }
         crate::record::write_atomic(
             &self.plan_path(id),
             &serde_json::to_vec(plan).expect("a plan serialises"),

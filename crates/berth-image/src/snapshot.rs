@@ -138,9 +138,12 @@ impl Snapshotter {
 
     /// Whether overlayfs is usable here (listed in /proc/filesystems).
     pub fn overlay_supported() -> bool {
-        fs::read_to_string("/proc/filesystems")
-            .map(|s| s.lines().any(|l| l.ends_with("\toverlay")))
-            .unwrap_or(false)
+        static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *SUPPORTED.get_or_init(|| {
+            fs::read_to_string("/proc/filesystems")
+                .map(|s| s.lines().any(|l| l.ends_with("\toverlay")))
+                .unwrap_or(false)
+        })
     }
 
     /// Creates the snapshot of `image` for container `id`. `kind` None picks overlay when
@@ -199,7 +202,12 @@ impl Snapshotter {
             boot_id: volatile.then(boot_id).flatten(),
         };
         let result = (|| {
-            for d in ["upper", "work", "rootfs"] {
+            // `rootfs/` only for the copy fallback: an overlay is mounted from upper and work.
+            let dirs: &[&str] = match kind {
+                SnapshotKind::Overlay => &["upper", "work"],
+                SnapshotKind::Copy => &["upper", "work", "rootfs"],
+            };
+            for d in dirs {
                 fs::create_dir(dir.join(d)).map_err(io("create snapshot directory"))?;
             }
             // Recorded before the copy so the layers stay referenced while it runs. Renamed
