@@ -1399,11 +1399,16 @@ fn network_settings(e: &Engine, id: &str) -> Value {
             }
         }
     }
-    let first = networks.values().next().cloned().unwrap_or(json!({}));
+    // Docker fills the top-level (legacy) fields from the default bridge only; a container on
+    // user networks alone has them empty, its addresses under Networks.
+    let bridge = networks
+        .get(berth_engine::network::DEFAULT_MODE)
+        .cloned()
+        .unwrap_or(json!({}));
     json!({
-        "IPAddress": first["IPAddress"].as_str().unwrap_or(""),
-        "Gateway": first["Gateway"].as_str().unwrap_or(""),
-        "MacAddress": first["MacAddress"].as_str().unwrap_or(""),
+        "IPAddress": bridge["IPAddress"].as_str().unwrap_or(""),
+        "Gateway": bridge["Gateway"].as_str().unwrap_or(""),
+        "MacAddress": bridge["MacAddress"].as_str().unwrap_or(""),
         "Ports": ports,
         "Networks": networks,
     })

@@ -1787,7 +1787,25 @@ fn bridge_gives_address_route_mac_and_outbound_nat() {
         text(&routes.stdout)
     );
 
-    // A restarted container's hosts file names its current address, once.
+    // A restarted container's hosts file names its current address, once. First every
+    // address the containers above held is free again (their veths go with their namespaces,
+    // a moment after they exit), so "again" and then "blocker" each take the lowest free one.
+    let releasing = || {
+        std::fs::read_dir(fx.root().join("networks/leases"))
+            .unwrap()
+            .flatten()
+            .flat_map(|n| std::fs::read_dir(n.path()).unwrap().flatten())
+            .any(|e| e.file_name().to_string_lossy().ends_with(".releasing"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while releasing() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "released addresses stayed taken"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let _ = fx.berth(&["network", "ls", "-q"]);
+    }
     assert!(fx
         .run(&["-d", "--name", "again", "busybox", "sleep", "100"])
         .status
@@ -2696,6 +2714,9 @@ fn connect_after_disconnect_reuses_the_free_slot_and_keeps_the_others() {
         "{}",
         addrs()
     );
+    // As in Docker, the legacy top-level address is the default bridge's, empty here.
+    let top = fx.berth(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "multi"]);
+    assert_eq!(text(&top.stdout).trim(), "", "{}", text(&top.stderr));
     assert!(fx
         .berth(&["network", "disconnect", "neta", "multi"])
         .status
