@@ -217,6 +217,8 @@ fn failing_runs_exit_like_docker_and_leave_nothing() {
     let out = fx.run(&["--rm", "--memory", "12zz", "busybox", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(text(&out.stderr).contains("12zz"));
+    let made = fx.berth(&["network", "create", "--subnet", "10.99.7.0/24", "ipnet"]);
+    assert!(made.status.success(), "{}", text(&made.stderr));
     // Bad network input: a clear error naming it, 125, nothing left (checked below).
     for (args, says) in [
         (&["-p", "99999:80"][..], "invalid port specification"),
@@ -230,6 +232,19 @@ fn failing_runs_exit_like_docker_and_leave_nothing() {
         ),
         (&["--ip", "10.0.0.300"][..], "invalid --ip"),
         (&["--ip", "192.0.2.9"][..], "is not in the subnet"),
+        // The subnet's own address, its broadcast and the gateway's are refused at create.
+        (
+            &["--network", "ipnet", "--ip", "10.99.7.0"][..],
+            "is not in the subnet",
+        ),
+        (
+            &["--network", "ipnet", "--ip", "10.99.7.255"][..],
+            "is not in the subnet",
+        ),
+        (
+            &["--network", "ipnet", "--ip", "10.99.7.1"][..],
+            "address 10.99.7.1 is already in use on network ipnet",
+        ),
     ] {
         let mut all = vec!["--rm"];
         all.extend_from_slice(args);
@@ -242,6 +257,7 @@ fn failing_runs_exit_like_docker_and_leave_nothing() {
             text(&out.stderr)
         );
     }
+    assert!(fx.berth(&["network", "rm", "ipnet"]).status.success());
     fx.assert_no_leaks();
 }
 

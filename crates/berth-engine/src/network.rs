@@ -105,14 +105,8 @@ impl Engine {
         }
         let cfg = self.networks()?.get(mode)?;
         if let Some(ip) = ip {
-            if !cfg.subnet.contains(ip) {
-                return Err(NetError::IpOutside {
-                    ip,
-                    subnet: cfg.subnet,
-                    network: cfg.name,
-                }
-                .into());
-            }
+            // Refused now, not at start: the subnet's own addresses and the gateway's.
+            cfg.check_static_ip(ip)?;
         }
         plan.networks.push(mode.to_owned());
         for n in &opts.extra_networks {

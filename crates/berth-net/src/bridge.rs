@@ -63,6 +63,28 @@ pub struct NetworkConfig {
     pub created: i64,
 }
 
+impl NetworkConfig {
+    /// Whether `ip` may be asked for as a container's fixed address (`--ip`): a host address
+    /// of the subnet that is not the gateway's. Whether another container holds it is for the
+    /// attach to say.
+    pub fn check_static_ip(&self, ip: Ipv4Addr) -> Result<(), NetError> {
+        if !self.subnet.contains(ip) || ip == self.subnet.addr || ip == self.subnet.broadcast() {
+            return Err(NetError::IpOutside {
+                ip,
+                subnet: self.subnet,
+                network: self.name.clone(),
+            });
+        }
+        if ip == self.gateway {
+            return Err(NetError::IpInUse {
+                ip,
+                network: self.name.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// One address handed out to one container.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lease {
@@ -629,15 +651,8 @@ impl Networks {
             .collect();
         let ip = match req.ip {
             Some(ip) => {
-                if !cfg.subnet.contains(ip) || ip == cfg.subnet.addr || ip == cfg.subnet.broadcast()
-                {
-                    return Err(NetError::IpOutside {
-                        ip,
-                        subnet: cfg.subnet,
-                        network: cfg.name.clone(),
-                    });
-                }
-                if used.contains(&ip) || ip == cfg.gateway {
+                cfg.check_static_ip(ip)?;
+                if used.contains(&ip) {
                     return Err(NetError::IpInUse {
                         ip,
                         network: cfg.name.clone(),
