@@ -661,8 +661,11 @@ fn pull_if_needed(root: &Path, a: &RunArgs, registry: &RegistryOptions) -> Res {
     if !wanted {
         return Ok(());
     }
-    // A bad flag fails before the download, not after it.
-    berth_engine::Engine::check_options(&run_options(a)?)?;
+    // A bad flag fails before the download, not after it, checked with berth.toml's defaults
+    // applied as `create` will apply them.
+    let mut checked = run_options(a)?;
+    crate::config().0.apply(&mut checked);
+    berth_engine::Engine::check_options(&checked)?;
     let reference: Reference = a.image.parse()?;
     if a.pull != "always" {
         eprintln!("Unable to find image '{reference}' locally");
