@@ -895,28 +895,19 @@ impl Engine {
                 if is_mounted(&rootfs) {
                     if let Ok(store) = self.store() {
                         let snaps = Snapshotter::new(store);
-                        // `--rm`: the writable layer goes now, alongside the runtime's
-                        // teardown, and only once unmounted (never under a live overlay).
+                        // `--rm`: the writable layer goes now, and only once unmounted
+                        // (never under a live overlay).
                         if snaps.unmount(&rootfs).is_ok() && rec.auto_remove {
                             let _ = snaps.remove(id);
                         }
                     }
                 }
             };
-            if rec.auto_remove {
-                // Nothing will be started again by this process (a `--rm` container has no
-                // restart policy), so a second thread may take the runtime's half: deleting
-                // its state and cgroup runs alongside the unmount and the snapshot removal,
-                // a millisecond and more off every `run --rm`.
-                std::thread::scope(|s| {
-                    let runtime = s.spawn(|| ops::delete::delete(&self.runtime, id, true));
-                    release_rootfs();
-                    let _ = runtime.join();
-                });
-            } else {
-                let _ = ops::delete::delete(&self.runtime, id, true);
-                release_rootfs();
-            }
+            // The runtime's half first (its state, the cgroup), then the network and the
+            // rootfs. (A second thread for the runtime's half, in parallel with the unmount,
+            // was a loss once the cgroup's removal became a single rmdir: decision 0008.)
+            let _ = ops::delete::delete(&self.runtime, id, true);
+            release_rootfs();
             rec.state.status = Status::Exited;
             rec.state.paused = false;
             rec.state.pid = 0;
