@@ -2,15 +2,19 @@
 //! side of the handshake ([`parent`]) and the code the forked processes run ([`init`]).
 //!
 //! Process model (crun-like, no re-exec):
-//! 1. the parent (single-threaded) forks an *intermediate* process over one SEQPACKET
-//!    socketpair ([`channel`]), straight into the cgroup's v2 directory when there is one;
-//!    the intermediate moves itself into the v1 hierarchies (`tasks`, no global lock);
-//! 2. the intermediate joins the namespaces given by path, unshares a user namespace (the
-//!    parent writes its id maps), then every other new namespace (the parent writes time
-//!    offsets), and forks the container's *init*, which is PID 1 of a new PID namespace;
-//! 3. the init builds the root filesystem, asks the parent to run the createRuntime hooks,
-//!    pivots, sets up the console, hostname, sysctls and rlimits, drops privileges, reports
-//!    `Ready` and blocks on the exec fifo until `start`.
+//! 1. when every namespace is new and none is a user or time namespace (the usual container),
+//!    the parent (single-threaded) clones the container's *init* straight into them with one
+//!    `clone3`, into the cgroup's v2 directory when there is one, over one SEQPACKET
+//!    socketpair ([`channel`]); the init moves itself into the v1 hierarchies (`tasks`, no
+//!    global lock), makes its cgroup namespace and continues at step 3;
+//! 2. otherwise the parent forks an *intermediate* process the same way; it joins the v1
+//!    cgroups, the namespaces given by path, unshares a user namespace (the parent writes its
+//!    id maps), then every other new namespace (the parent writes time offsets), and forks the
+//!    container's *init*, which is PID 1 of a new PID namespace;
+//! 3. the init builds the root filesystem (meanwhile the parent runs the caller's
+//!    `namespaces_ready`, e.g. the engine's network setup), asks the parent to run the
+//!    createRuntime hooks, pivots, sets up the console, hostname, sysctls and rlimits, drops
+//!    privileges, reports `Ready` and blocks on the exec fifo until `start`.
 //!
 //! `exec` uses the same path with every namespace joined from the running init.
 
