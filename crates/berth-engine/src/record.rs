@@ -238,34 +238,32 @@ pub struct Lock {
     _file: File,
 }
 
-/// [`lock_file`] without waiting: `None` when another process holds the lock.
-fn try_lock_file(path: &Path) -> Result<Option<Lock>, RecordError> {
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(io_err("opening lock", path))?;
-    match rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Some(Lock { _file: f })),
-        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-        Err(e) => Err(io_err("locking", path)(io::Error::from_raw_os_error(
-            e.raw_os_error(),
-        ))),
-    }
+pub(crate) fn lock_file(path: &Path) -> Result<Lock, RecordError> {
+    Ok(take_lock(path, true)?.expect("a blocking lock is always taken"))
 }
 
-pub(crate) fn lock_file(path: &Path) -> Result<Lock, RecordError> {
+/// [`lock_file`] without waiting: `None` when another process holds the lock.
+fn try_lock_file(path: &Path) -> Result<Option<Lock>, RecordError> {
+    take_lock(path, false)
+}
+
+fn take_lock(path: &Path, wait: bool) -> Result<Option<Lock>, RecordError> {
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
         .map_err(io_err("opening lock", path))?;
+    let op = if wait {
+        FlockOperation::LockExclusive
+    } else {
+        FlockOperation::NonBlockingLockExclusive
+    };
     loop {
-        match rustix::fs::flock(&f, FlockOperation::LockExclusive) {
-            Ok(()) => return Ok(Lock { _file: f }),
+        match rustix::fs::flock(&f, op) {
+            Ok(()) => return Ok(Some(Lock { _file: f })),
             Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::WOULDBLOCK) if !wait => return Ok(None),
             Err(e) => {
                 return Err(io_err("locking", path)(io::Error::from_raw_os_error(
                     e.raw_os_error(),
