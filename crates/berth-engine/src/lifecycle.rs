@@ -790,15 +790,10 @@ impl Engine {
     ) -> Result<i32, StartError> {
         let id = rec.id.clone();
         // The network is set up as soon as the namespace exists, while the init builds its
-        // root filesystem, and before the container's process can see it. Its own error is
-        // kept to be reported as such, not as the runtime's.
-        let net_err = std::cell::RefCell::new(None);
+        // root filesystem, and before the container's process can see it. Its own error comes
+        // back through the runtime unchanged and is reported as such.
         let network_up = |pid: i32| -> Result<(), ops::create::CallbackError> {
-            self.network_up(rec, pid).map_err(|e| {
-                let msg = e.to_string();
-                *net_err.borrow_mut() = Some(e);
-                msg.into()
-            })
+            self.network_up(rec, pid).map_err(Into::into)
         };
         let opts = ops::create::CreateOptions {
             bundle: rec.bundle.clone(),
@@ -810,14 +805,11 @@ impl Engine {
             ..Default::default()
         };
         let res = ops::create::create(&self.runtime, &id, &opts)
-            .map_err(|source| match (&source, net_err.borrow_mut().take()) {
-                (
-                    ops::create::CreateError::Spawn(
-                        berth_runtime::spawn::parent::SpawnError::NamespacesReady(_),
-                    ),
-                    Some(e),
-                ) => e,
-                _ => StartError::Create {
+            .map_err(|source| match source {
+                ops::create::CreateError::Spawn(
+                    berth_runtime::spawn::parent::SpawnError::NamespacesReady(e),
+                ) if e.is::<StartError>() => *e.downcast::<StartError>().expect("checked"),
+                source => StartError::Create {
                     id: id.clone(),
                     source: Box::new(source),
                 },
