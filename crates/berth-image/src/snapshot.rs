@@ -264,10 +264,10 @@ impl Snapshotter {
             move |source| SnapshotError::Io { id, step, source }
         };
         let marker = dir.join("work/work/incompat/volatile");
-        let now = boot_id();
         if fs::symlink_metadata(&marker).is_err() {
             return Ok(());
         }
+        let now = boot_id();
         if now.is_some() && now == rec.boot_id {
             return crate::extract::remove_tree(&marker).map_err(io("remove the volatile marker"));
         }
