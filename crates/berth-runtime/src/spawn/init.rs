@@ -616,6 +616,47 @@ fn setup_terminal(plan: &SpawnPlan, console_socket: Option<OwnedFd>) -> Step<()>
 mod tests {
     use super::*;
 
+    fn plan_of(rootless: bool, edit: impl FnOnce(&mut oci_spec::runtime::Spec)) -> SpawnPlan {
+        let bundle = tempfile::tempdir().unwrap();
+        std::fs::create_dir(bundle.path().join("rootfs")).unwrap();
+        let mut spec = crate::ops::spec::default_spec_without_seccomp(rootless);
+        edit(&mut spec);
+        super::super::plan::plan_init(&spec, bundle.path(), &Default::default()).unwrap()
+    }
+
+    fn with_namespace(spec: &mut oci_spec::runtime::Spec, ns: oci_spec::runtime::LinuxNamespace) {
+        let linux = spec.linux_mut().as_mut().unwrap();
+        let mut all = linux.namespaces().clone().unwrap_or_default();
+        all.retain(|n| n.typ() != ns.typ());
+        all.push(ns);
+        linux.set_namespaces(Some(all));
+    }
+
+    #[test]
+    fn only_an_init_with_every_namespace_new_is_cloned_directly() {
+        use oci_spec::runtime::{LinuxNamespaceBuilder, LinuxNamespaceType as T};
+        let plain = plan_of(false, |_| {});
+        assert!(can_clone_directly(&plain));
+        let flags = direct_clone_flags(&plain);
+        for f in [libc::CLONE_NEWNS, libc::CLONE_NEWPID, libc::CLONE_NEWNET] {
+            assert_ne!(flags & f as u64, 0, "{f:#x} missing from {flags:#x}");
+        }
+        // The cgroup namespace is made by the init once it is inside its cgroup.
+        assert_eq!(flags & libc::CLONE_NEWCGROUP as u64, 0);
+
+        let joined = plan_of(false, |s| {
+            let ns = LinuxNamespaceBuilder::default()
+                .typ(T::Network)
+                .path("/proc/1/ns/net")
+                .build()
+                .unwrap();
+            with_namespace(s, ns);
+        });
+        assert!(!can_clone_directly(&joined));
+        // The rootless default spec: a new user namespace, whose maps the parent writes.
+        assert!(!can_clone_directly(&plan_of(true, |_| {})));
+    }
+
     #[test]
     fn finds_executables_in_the_spec_path() {
         let env = vec!["PATH=/nonexistent:/bin".to_string()];
