@@ -1806,22 +1806,9 @@ fn bridge_gives_address_route_mac_and_outbound_nat() {
     // A restarted container's hosts file names its current address, once. First every
     // address the containers above held is free again (their veths go with their namespaces,
     // a moment after they exit), so "again" and then "blocker" each take the lowest free one.
-    let releasing = || {
-        std::fs::read_dir(fx.root().join("networks/leases"))
-            .unwrap()
-            .flatten()
-            .flat_map(|n| std::fs::read_dir(n.path()).unwrap().flatten())
-            .any(|e| e.file_name().to_string_lossy().ends_with(".releasing"))
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while releasing() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "released addresses stayed taken"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        let _ = fx.berth(&["network", "ls", "-q"]);
-    }
+    fx.wait_for_leases("released addresses stayed taken", |names| {
+        !names.iter().any(|n| n.ends_with(".releasing"))
+    });
     assert!(fx
         .run(&["-d", "--name", "again", "busybox", "sleep", "100"])
         .status
@@ -1846,25 +1833,11 @@ fn bridge_gives_address_route_mac_and_outbound_nat() {
     // Its address is free once the kernel has removed its veth with its network namespace,
     // a moment after the stop, and a network command has seen it go (docs/networking.md):
     // until then its lease stays, as `<ip>` or `<ip>.<ifindex>.releasing`.
-    let leased = || {
-        std::fs::read_dir(fx.root().join("networks/leases"))
-            .unwrap()
-            .flatten()
-            .flat_map(|n| std::fs::read_dir(n.path()).unwrap().flatten())
-            .any(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n == before || n.starts_with(&format!("{before}."))
-            })
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while leased() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the address stayed taken"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        let _ = fx.berth(&["network", "ls", "-q"]);
-    }
+    fx.wait_for_leases("the address stayed taken", |names| {
+        !names
+            .iter()
+            .any(|n| *n == before || n.starts_with(&format!("{before}.")))
+    });
     // "blocker" takes the freed address, so the restart gets another one.
     assert!(fx
         .run(&["-d", "--name", "blocker", "busybox", "sleep", "100"])

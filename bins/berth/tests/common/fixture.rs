@@ -228,6 +228,29 @@ impl Fixture {
         self.berth(&all)
     }
 
+    /// The file names of every network's leases: `<ip>`, or `<ip>.<ifindex>.releasing` until
+    /// the kernel has removed an exited container's veth and a network command has seen it.
+    pub fn lease_names(&self) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(self.root().join("networks/leases")) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .flat_map(|net| std::fs::read_dir(net.path()).unwrap().flatten())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Waits (10 s at most, then panics naming `what`) until `done` holds for the lease
+    /// names, running a network command between looks so released leases are tidied.
+    pub fn wait_for_leases(&self, what: &str, done: impl Fn(&[String]) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done(&self.lease_names()) {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            let _ = self.berth(&["network", "ls", "-q"]);
+        }
+    }
+
     /// Asserts that nothing of any container is left: records, names, snapshots, runtime
     /// state, mounts and cgroups.
     pub fn assert_no_leaks(&self) {
@@ -258,16 +281,6 @@ impl Fixture {
         // An exited container's veth is removed by the kernel with its network namespace,
         // a moment after `rm`; its lease is forgotten by the next network command. Wait for
         // both (a leak never goes away, so it still fails, after 10 s).
-        let leases = root.join("networks/leases");
-        let lease_files = || -> Vec<std::ffi::OsString> {
-            let Ok(rd) = std::fs::read_dir(&leases) else {
-                return Vec::new();
-            };
-            rd.flatten()
-                .flat_map(|net| std::fs::read_dir(net.path()).unwrap().flatten())
-                .map(|e| e.file_name())
-                .collect()
-        };
         let veths = || -> String {
             if self.netns.is_none() {
                 return String::new();
@@ -281,7 +294,7 @@ impl Fixture {
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let (left, links) = (lease_files(), veths());
+            let (left, links) = (self.lease_names(), veths());
             if left.is_empty() && links.is_empty() {
                 break;
             }
